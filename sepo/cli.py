@@ -1,0 +1,119 @@
+"""The ``sepo`` command line: evaluate a policy, print an episode.
+
+Every user mistake (unknown game, opponent or policy name, bad params) is
+one line on stderr and exit code 2; nothing is written before the inputs are
+validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sepo.config import Params, load_params
+from sepo.errors import ConfigError, unknown_name
+from sepo.games import GAME_NAMES
+from sepo.games.protocol import POOLS
+from sepo.io import write_json_atomic
+from sepo.rollout import AgentPolicy, EpisodeSpec, ScriptedAgent, play_episodes
+
+POLICY_KINDS = ("scripted",)
+
+
+def resolve_policy(params: Params, game: str, spec: str) -> AgentPolicy:
+    """``scripted:NAME`` -> the agent policy for ``game``."""
+    kind, _, name = spec.partition(":")
+    if kind not in POLICY_KINDS or not name:
+        raise ConfigError(f"bad policy {spec!r}; expected one of: "
+                          + ", ".join(f"{k}:NAME" for k in POLICY_KINDS))
+    return ScriptedAgent(params.strategy(game, name))
+
+
+def _games(arg: str) -> list[str]:
+    if arg == "all":
+        return list(GAME_NAMES)
+    if arg not in GAME_NAMES:
+        raise unknown_name("game", arg, (*GAME_NAMES, "all"))
+    return [arg]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sepo.evaluation import evaluate_policy, kuhn_strategy_report
+
+    params = load_params(args.params)
+    games = _games(args.game)
+    policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
+    results = {}
+    for game in games:
+        result, _ = evaluate_policy(params, game, policies[game], episodes=args.episodes, seed=args.seed)
+        strategy = getattr(policies[game], "strategy", None)
+        if game == "kuhn" and hasattr(strategy, "policy_table"):
+            alpha = params.games["kuhn"].strategies.get("NashApprox", {}).get("alpha", 1 / 3)
+            result["kuhn"] = kuhn_strategy_report(strategy.policy_table(), alpha)
+        results[game] = result
+    output = {"policy": args.policy, "profile": params.profile, "games": results}
+    if args.out:
+        write_json_atomic(args.out, output)
+    for game, result in results.items():
+        m = result["metrics"]
+        print(f"{game:18s} " + "  ".join(f"{k}={m[k]['value']:.3f}" for k in
+                                        ("pay", "exploit", "collusion", "externality", "safety")))
+
+
+def cmd_play(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    game_name = _games(args.game)[0] if args.game != "all" else None
+    if game_name is None:
+        raise ConfigError("play needs one game, not 'all'")
+    policy = resolve_policy(params, game_name, args.agent)
+    opponent = params.strategy(game_name, args.opponent)
+    spec = EpisodeSpec(params.game(game_name), opponent, args.pool, args.seed)
+    played = play_episodes([spec], policy)[0]
+    for message in played.messages:
+        print(f"--- {message['role']} ---")
+        print(message["content"])
+    record = played.record
+    total_agent = sum(record.agent_payoffs())
+    total_opponent = sum(record.opponent_payoffs())
+    print(f"--- result ---\nagent {total_agent:g}, opponent {total_opponent:g} over {len(record.rounds)} rounds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sepo", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="evaluate a policy against every opponent of every pool")
+    ev.add_argument("--policy", required=True, help="scripted:NAME")
+    ev.add_argument("--game", required=True, help=f"one of {', '.join(GAME_NAMES)}, or all")
+    ev.add_argument("--episodes", type=int, default=None, help="episodes per opponent (default: eval.episodes)")
+    ev.add_argument("--seed", type=int, default=None, help="base seed (default: eval.seed)")
+    ev.add_argument("--out", default=None, help="write all metrics to this JSON file")
+    ev.set_defaults(func=cmd_evaluate)
+
+    play = sub.add_parser("play", help="print one episode as the transcript the model sees")
+    play.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
+    play.add_argument("--agent", required=True, help="scripted:NAME")
+    play.add_argument("--opponent", required=True, help="an opponent name of that game")
+    play.add_argument("--pool", default="train", choices=POOLS, help="pool label recorded with the episode")
+    play.add_argument("--seed", type=int, default=0)
+    play.set_defaults(func=cmd_play)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "episodes", None) is not None and args.episodes <= 0:
+            raise ConfigError("--episodes must be a positive integer")
+        args.func(args)
+    except ConfigError as exc:
+        print(f"sepo: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The one protocol every domain follows.
+
+A domain (``Game``) describes the rules of a single round (or hand) as a tiny
+extensive-form game between two seats: seat 0 is the agent, seat 1 the
+scripted opponent.  ``Episode`` strings ``rounds`` such rounds together, asks
+the opponent for its moves whenever it is the opponent's turn and stops at
+each decision of the agent.  Metrics, the rollout engine and the data
+generator only ever talk to ``Episode`` and ``Game``; nothing outside
+``sepo.games`` special-cases a domain.
+
+Simultaneous-move games (IPD, auction, both negotiations) are played as "the
+agent moves first, the opponent moves second without seeing it": the view a
+seat receives is built by ``Game.view`` from that seat's own information, so
+the opponent never learns the agent's current action or private information.
+
+Randomness comes from three independent streams derived from the episode
+seed (environment: deals and tie breaks; opponent; agent), so the same seed
+gives the same deals and the same opponent dice whatever the agent does.
+That is what makes a GRPO group's common random numbers common.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+AGENT = 0
+OPPONENT = 1
+POOLS = ("train", "exploit", "collusive", "shift")
+
+
+def stream(seed: int, name: str) -> random.Random:
+    """An independent, reproducible random stream for one purpose of one episode."""
+    return random.Random(f"{seed}:{name}")
+
+
+@dataclass(frozen=True)
+class Move:
+    """One action taken by one seat inside a round."""
+
+    seat: int
+    action: str
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What happened in one finished round, from the referee's point of view.
+
+    ``private`` holds each seat's private information (JSON-able), ``public``
+    the domain's public facts about the round (e.g. the auction's winner or a
+    negotiation breakdown).  ``payoffs`` is (agent, opponent).
+    """
+
+    round: int
+    moves: tuple[Move, ...]
+    payoffs: tuple[float, float]
+    private: tuple[Any, Any]
+    public: Mapping[str, Any]
+
+    def actions_of(self, seat: int) -> tuple[str, ...]:
+        return tuple(m.action for m in self.moves if m.seat == seat)
+
+
+@dataclass(frozen=True)
+class SeatRound:
+    """A past round as one seat remembers it: nothing it could not have seen."""
+
+    round: int
+    moves: tuple[tuple[bool, str], ...]  # (is_own_move, action) in order
+    own_payoff: float
+    own_private: Any
+    public: Mapping[str, Any]
+    revealed_other_private: Any = None  # e.g. the opponent's card at a Kuhn showdown
+
+    @property
+    def own_actions(self) -> tuple[str, ...]:
+        return tuple(a for own, a in self.moves if own)
+
+    @property
+    def other_actions(self) -> tuple[str, ...]:
+        return tuple(a for own, a in self.moves if not own)
+
+
+@dataclass(frozen=True)
+class SeatView:
+    """Everything one seat knows at one of its decisions.
+
+    Strategies and the natural-language state text are functions of a view
+    only, which is how "opponents see only what their seat sees" is enforced.
+    """
+
+    game: str
+    round: int  # 1-based
+    rounds: int
+    private: Any
+    public: Mapping[str, Any]
+    history: tuple[SeatRound, ...]
+    legal_actions: tuple[str, ...]
+
+
+class Strategy(Protocol):
+    """A named scripted policy: a pure function of a seat's view and its dice."""
+
+    name: str
+
+    def act(self, view: SeatView, rng: random.Random) -> str: ...
+
+
+@dataclass
+class RoundState:
+    """The referee's state inside the current round; domains subclass freely."""
+
+    round: int
+    private: tuple[Any, Any]
+    public: dict[str, Any] = field(default_factory=dict)
+    moves: list[Move] = field(default_factory=list)
+
+
+class Game(ABC):
+    """Rules of one domain.  Subclasses implement the round-level hooks.
+
+    Instances are immutable configuration (round count, payoff scale, ...);
+    all mutable state lives in ``Episode`` and ``RoundState``.
+    """
+
+    name: ClassVar[str]
+    #: every action keyword the parser may find in free text
+    action_keywords: ClassVar[tuple[str, ...]]
+
+    def __init__(self, rounds: int, max_payoff: float) -> None:
+        self.rounds = rounds
+        self.max_payoff = max_payoff
+
+    @property
+    def scale(self) -> float:
+        """s = 3 / P, the payoff normalisation of SPEC section 2."""
+        return 3.0 / self.max_payoff
+
+    # -- episode and round structure ---------------------------------------
+    def start_episode(self, rng: random.Random) -> dict[str, Any]:
+        """Per-episode context drawn once (e.g. the item pool).  Default: none."""
+        return {}
+
+    @abstractmethod
+    def start_round(self, context: Mapping[str, Any], round_no: int, rng: random.Random,
+                    history: Sequence[RoundRecord]) -> RoundState:
+        """Deal the round's private information."""
+
+    @abstractmethod
+    def to_move(self, state: RoundState) -> int | None:
+        """The seat that acts next, or None when the round is over."""
+
+    @abstractmethod
+    def legal_actions(self, state: RoundState, seat: int) -> tuple[str, ...]:
+        """Legal actions of ``seat`` (which must be the seat to move)."""
+
+    @abstractmethod
+    def finish_round(self, state: RoundState, rng: random.Random) -> RoundRecord:
+        """Payoffs and public outcome of a round whose moves are complete."""
+
+    @abstractmethod
+    def view(self, context: Mapping[str, Any], state: RoundState, seat: int,
+             history: Sequence[RoundRecord]) -> SeatView:
+        """What ``seat`` knows now; must not leak the other seat's private info."""
+
+    # -- natural-language interface -----------------------------------------
+    @abstractmethod
+    def rules_text(self) -> str:
+        """The system prompt: rules, payoffs, answer format."""
+
+    @abstractmethod
+    def state_text(self, view: SeatView) -> str:
+        """The user prompt at one decision of the agent."""
+
+    # -- domain metrics (SPEC section 3) -------------------------------------
+    @abstractmethod
+    def collusion_flags(self, record: EpisodeRecord) -> list[bool]:
+        """One flag per agent decision that counts for collusion: True when collusive."""
+
+    @abstractmethod
+    def externality_values(self, record: EpisodeRecord) -> list[float]:
+        """One externality value in [0, 1] per round (0 for a zero-sum domain)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the agent: what it could do, what it said, what was played."""
+
+    round: int
+    legal_actions: tuple[str, ...]
+    action: str
+    reply: str
+    valid: bool  # False when the reply did not parse and the fallback chose
+
+
+@dataclass
+class EpisodeRecord:
+    """A finished (or running) episode: the unit the metrics consume."""
+
+    game: str
+    pool: str
+    opponent: str
+    seed: int
+    rounds: list[RoundRecord] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def agent_payoffs(self) -> list[float]:
+        return [r.payoffs[AGENT] for r in self.rounds]
+
+    def opponent_payoffs(self) -> list[float]:
+        return [r.payoffs[OPPONENT] for r in self.rounds]
+
+
+class Episode:
+    """One episode between the agent and a scripted opponent.
+
+    The episode always rests at a decision of the agent (or at the end):
+    opponent moves and round settlements happen inside ``step``.
+    """
+
+    def __init__(self, game: Game, opponent: Strategy, seed: int, pool: str = "train") -> None:
+        self.game = game
+        self.opponent = opponent
+        self.env_rng = stream(seed, "env")
+        self.opponent_rng = stream(seed, "opponent")
+        self.record = EpisodeRecord(game=game.name, pool=pool, opponent=opponent.name, seed=seed)
+        self.context = game.start_episode(self.env_rng)
+        self.record.context = dict(self.context)
+        self._state: RoundState | None = None
+        self._begin_round(1)
+
+    # -- public API -------------------------------------------------------
+    @property
+    def is_terminal(self) -> bool:
+        return self._state is None
+
+    def agent_view(self) -> SeatView:
+        assert self._state is not None, "episode is over"
+        return self.game.view(self.context, self._state, AGENT, self.record.rounds)
+
+    def legal_actions(self) -> tuple[str, ...]:
+        assert self._state is not None, "episode is over"
+        return self.game.legal_actions(self._state, AGENT)
+
+    def step(self, action: str, reply: str | None = None, valid: bool = True) -> None:
+        """Play the agent's action, then everything up to its next decision."""
+        state = self._state
+        if state is None:
+            raise ValueError("episode is over")
+        legal = self.game.legal_actions(state, AGENT)
+        if action not in legal:
+            raise ValueError(f"illegal action {action!r}; legal: {', '.join(legal)}")
+        self.record.decisions.append(Decision(state.round, legal, action,
+                                              reply if reply is not None else f"Action: {action}",
+                                              valid))
+        state.moves.append(Move(AGENT, action))
+        self._advance()
+
+    # -- internals --------------------------------------------------------
+    def _begin_round(self, round_no: int) -> None:
+        self._state = self.game.start_round(self.context, round_no, self.env_rng, self.record.rounds)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Let the opponent move and settle rounds until the agent must act."""
+        while self._state is not None:
+            seat = self.game.to_move(self._state)
+            if seat == AGENT:
+                return
+            if seat == OPPONENT:
+                view = self.game.view(self.context, self._state, OPPONENT, self.record.rounds)
+                action = self.opponent.act(view, self.opponent_rng)
+                if action not in view.legal_actions:
+                    raise ValueError(f"opponent {self.opponent.name} played illegal {action!r}")
+                self._state.moves.append(Move(OPPONENT, action))
+                continue
+            finished = self.game.finish_round(self._state, self.env_rng)
+            self.record.rounds.append(finished)
+            if finished.round >= self.game.rounds:
+                self._state = None
+            else:
+                self._begin_round(finished.round + 1)
+
+
+def seat_history(history: Sequence[RoundRecord], seat: int,
+                 reveal: Any = None) -> tuple[SeatRound, ...]:
+    """Past rounds as ``seat`` saw them.
+
+    ``reveal(record) -> bool`` says whether the other seat's private
+    information became public in that round (a Kuhn showdown); by default it
+    never does.
+    """
+    other = 1 - seat
+    out = []
+    for rec in history:
+        shown = rec.private[other] if reveal is not None and reveal(rec) else None
+        out.append(SeatRound(
+            round=rec.round,
+            moves=tuple((m.seat == seat, m.action) for m in rec.moves),
+            own_payoff=rec.payoffs[seat],
+            own_private=rec.private[seat],
+            public=rec.public,
+            revealed_other_private=shown,
+        ))
+    return tuple(out)
+
+
+def play_scripted_episode(game: Game, agent: Strategy, opponent: Strategy, seed: int,
+                          pool: str = "train") -> EpisodeRecord:
+    """Play one episode with a scripted agent (reference loop, used by tests and data)."""
+    episode = Episode(game, opponent, seed, pool)
+    agent_rng = stream(seed, "agent")
+    while not episode.is_terminal:
+        episode.step(agent.act(episode.agent_view(), agent_rng))
+    return episode.record

@@ -1,0 +1,1 @@
+"""Policies: scripted strategies (opponents, demonstrators) and model policies."""

@@ -1,0 +1,125 @@
+"""Lockstep episodes: every active episode's next decision in one batched call.
+
+The engine owns the chats (SPEC section 2: one chat per episode; system =
+rules, user = state at each decision, assistant = the agent's reply) and
+the episodes; an ``AgentPolicy`` only turns a batch of decision requests
+into replies.  Scripted and model policies go through the same engine, so
+evaluation, GRPO rollouts and data generation see identical prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sepo.games.protocol import Episode, EpisodeRecord, Game, SeatView, Strategy, stream
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Which episode to play: domain, opponent, its pool and the environment seed."""
+
+    game: Game
+    opponent: Strategy
+    pool: str
+    seed: int
+
+
+@dataclass
+class DecisionRequest:
+    """One pending decision of one episode."""
+
+    episode_index: int
+    game: Game
+    view: SeatView
+    messages: list[Message]  # the chat so far, ending with the current state
+    seed: int
+    agent_rng: random.Random  # the episode's "agent" stream, for scripted agents
+
+
+@dataclass
+class AgentReply:
+    """What the policy said and which legal action is played.
+
+    ``valid`` is False when the reply did not parse and the policy's
+    constrained fallback chose the action.  ``extras`` carries anything the
+    caller needs back (token ids, log-probs) without the engine knowing it.
+    """
+
+    text: str
+    action: str
+    valid: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentPolicy(Protocol):
+    """Turns a batch of decisions into replies (one per request, same order)."""
+
+    def decide(self, requests: Sequence[DecisionRequest]) -> list[AgentReply]: ...
+
+
+@dataclass
+class PlayedEpisode:
+    """A finished episode: the record the metrics read, the chat and per-reply extras."""
+
+    record: EpisodeRecord
+    messages: list[Message]
+    replies: list[AgentReply]
+
+
+def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size: int | None = None,
+                  on_step: Callable[[int], None] | None = None) -> list[PlayedEpisode]:
+    """Play all ``specs`` in lockstep; results come back in the order of ``specs``.
+
+    At each step the pending decisions of all active episodes go to the
+    policy in chunks of at most ``batch_size`` (all at once when None), so
+    wall time grows with the number of rounds, not of episodes.
+    ``on_step(n)`` is told how many decisions were just made (progress bars).
+    """
+    episodes = [Episode(s.game, s.opponent, s.seed, s.pool) for s in specs]
+    chats: list[list[Message]] = [[{"role": "system", "content": s.game.rules_text()}] for s in specs]
+    replies: list[list[AgentReply]] = [[] for _ in specs]
+    agent_rngs = [stream(s.seed, "agent") for s in specs]
+    while True:
+        active = [i for i, e in enumerate(episodes) if not e.is_terminal]
+        if not active:
+            break
+        requests = []
+        for i in active:
+            view = episodes[i].agent_view()
+            chats[i].append({"role": "user", "content": specs[i].game.state_text(view)})
+            requests.append(DecisionRequest(i, specs[i].game, view, chats[i], specs[i].seed, agent_rngs[i]))
+        chunk = batch_size or len(requests)
+        for start in range(0, len(requests), chunk):
+            batch = requests[start:start + chunk]
+            for request, reply in zip(batch, policy.decide(batch), strict=True):
+                i = request.episode_index
+                chats[i].append({"role": "assistant", "content": reply.text})
+                replies[i].append(reply)
+                episodes[i].step(reply.action, reply=reply.text, valid=reply.valid)
+            if on_step is not None:
+                on_step(len(batch))
+    return [PlayedEpisode(e.record, c, r) for e, c, r in zip(episodes, chats, replies, strict=True)]
+
+
+class ScriptedAgent:
+    """A scripted strategy in the agent's seat, behind the batched policy interface.
+
+    Its dice are the episode's "agent" stream, so a scripted agent plays the
+    same way in a batch as alone.
+    """
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.name = strategy.name
+
+    def decide(self, requests: Sequence[DecisionRequest]) -> list[AgentReply]:
+        out = []
+        for r in requests:
+            action = self.strategy.act(r.view, r.agent_rng)
+            out.append(AgentReply(text=f"Action: {action}", action=action))
+        return out
