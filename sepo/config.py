@@ -8,6 +8,7 @@ allowed values (``ConfigError``; the CLI turns it into exit code 2).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,41 @@ class EvalParams(_Strict):
     confidence: float = Field(gt=0, lt=1, description="confidence level of the intervals")
 
 
+class SFTDatasetParams(_Strict):
+    """One released SFT dataset: its domains (equal shares of examples) and split sizes."""
+
+    games: list[str] = Field(min_length=1, description="domains mixed in this dataset, equal example shares")
+    train_examples: int = Field(gt=0, description="examples (decisions) in the train split")
+    valid_examples: int = Field(gt=0, description="examples (decisions) in the valid split")
+
+
+class DataParams(_Strict):
+    """The ``generate`` stage: demonstrator episodes written as SFT datasets (SPEC section 6)."""
+
+    seed: int = Field(ge=0, description="base seed of every episode and of the row order")
+    zstd_level: int = Field(ge=1, le=22, description="Parquet zstd compression level")
+    datasets: dict[str, SFTDatasetParams] = Field(
+        min_length=1, description="dataset name (a folder and a Hub config name) -> its contents")
+
+
+class ValidateParams(_Strict):
+    """The ``validate`` stage: Great Expectations checks of the SFT datasets."""
+
+    max_tokens: int = Field(gt=0, description="budget for prompt + completion, in approximate tokens")
+    share_tolerance: float = Field(gt=0, lt=1, description="allowed gap between a demonstrator's "
+                                   "share of its domain's examples and its mixture share")
+    unexpected_examples: int = Field(ge=0, description="unexpected values quoted per failed expectation")
+
+
 class Params(_Strict):
     """The whole ``params.yaml``."""
 
     profile: str
     games: dict[str, GameParams]
     eval: EvalParams
+    data: DataParams
+    # ``validate`` would shadow BaseModel.validate, hence the alias
+    validation: ValidateParams = Field(alias="validate")
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:
@@ -104,6 +134,19 @@ class Params(_Strict):
         if missing:
             raise ConfigError(f"games: missing domain(s) {', '.join(missing)}; "
                               f"every one of {', '.join(GAME_NAMES)} needs its section")
+        return self
+
+    @model_validator(mode="after")
+    def _datasets_are_valid(self) -> Params:
+        for dataset, spec in self.data.datasets.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", dataset):
+                raise ConfigError(f"data.datasets.{dataset}: a dataset name is a folder and a Hub config "
+                                  "name: lowercase letters, digits and '_', starting with a letter")
+            for i, game in enumerate(spec.games):
+                if game not in GAME_NAMES:
+                    raise ConfigError(f"data.datasets.{dataset}.games.{i}: {unknown_name('game', game, GAME_NAMES)}")
+            if len(set(spec.games)) != len(spec.games):
+                raise ConfigError(f"data.datasets.{dataset}.games: a domain is listed twice")
         return self
 
     # -- builders ---------------------------------------------------------------

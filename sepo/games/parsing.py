@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 
 ACTION_PREFIX = "Action: "
+#: the last line of every state text: the answer format of SPEC section 2
+REPLY_INSTRUCTION = f"Reply with your reasoning, then a last line '{ACTION_PREFIX}<ACTION>'."
 
 _THINK_END = re.compile(r"</think>", re.IGNORECASE)
 _ACTION_LINE = re.compile(r"^\s*\**\s*action\s*\**\s*[:=]\s*(.*)$", re.IGNORECASE)

@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sepo.games.parsing import ACTION_PREFIX
+from sepo.games.parsing import REPLY_INSTRUCTION
 from sepo.games.protocol import (
     AGENT,
     OPPONENT,
@@ -52,6 +52,14 @@ class SimultaneousGame(Game):
     def round_text(self, past: Any) -> str:
         """One sentence describing a past round (a ``SeatRound``) to its seat."""
 
+    def moves_so_far_text(self, view: SeatView) -> str:
+        """The compact public history: the other seat's past moves."""
+        return f"Opponent's moves so far: {' '.join(r.other_actions[0] for r in view.history)}."
+
+    def legal_actions_text(self, view: SeatView) -> str:
+        """The legal-actions line; domains with large action spaces describe them instead."""
+        return f"Legal actions: {', '.join(view.legal_actions)}."
+
     # -- protocol ---------------------------------------------------------------
     def start_round(self, context: Mapping[str, Any], round_no: int, rng: random.Random,
                     history: Sequence[RoundRecord]) -> RoundState:
@@ -82,15 +90,14 @@ class SimultaneousGame(Game):
         lines = [f"Round {view.round} of {view.rounds}."]
         if view.history:
             lines.append("Last round: " + self.round_text(view.history[-1]))
-            opponent_moves = " ".join(r.other_actions[0] for r in view.history)
-            lines.append(f"Opponent's moves so far: {opponent_moves}.")
+            lines.append(self.moves_so_far_text(view))
             total = sum(r.own_payoff for r in view.history)
             lines.append(f"Your total payoff so far: {format_number(total)}.")
         private = self.private_text(view)
         if private:
             lines.append(private)
-        lines.append(f"Legal actions: {', '.join(view.legal_actions)}.")
-        lines.append(f"Reply with your reasoning, then a last line '{ACTION_PREFIX}<ACTION>'.")
+        lines.append(self.legal_actions_text(view))
+        lines.append(REPLY_INSTRUCTION)
         return "\n".join(lines)
 
 

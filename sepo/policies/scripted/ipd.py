@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sepo.games.ipd import COOPERATE, DEFECT
 from sepo.games.protocol import SeatView
+from sepo.policies.scripted.common import UniformLegal
 
 
 def _last_other(view: SeatView) -> str | None:
@@ -118,16 +119,6 @@ class Pavlov:
         return DEFECT if own == COOPERATE else COOPERATE
 
 
-@dataclass(frozen=True)
-class RandomIPD:
-    """Uniformly random move (the demonstrator mixture's noise component)."""
-
-    name: str = "Random"
-
-    def act(self, view: SeatView, rng: random.Random) -> str:
-        return rng.choice(view.legal_actions)
-
-
 STRATEGIES = {
     "TitForTat": TitForTat,
     "TFT": lambda **kw: TitForTat(name="TFT", **kw),
@@ -139,5 +130,5 @@ STRATEGIES = {
     "AlternatingDefect": AlternatingDefect,
     "SuspiciousTFT": SuspiciousTFT,
     "Pavlov": Pavlov,
-    "Random": RandomIPD,
+    "Random": UniformLegal,
 }

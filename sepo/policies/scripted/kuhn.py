@@ -1,0 +1,183 @@
+"""Scripted Kuhn poker strategies: the four pools' opponents and the demonstrators.
+
+Every strategy here is a behavioural policy table: the probability of the
+aggressive action (BET or CALL) at each of the 12 information sets of
+``sepo.games.kuhn.INFOSETS``.  ``policy_table()`` exposes it (exact
+exploitability needs it), and ``act`` samples from it, so what a strategy
+does and what is measured about it cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sepo.exploitability import nash_table
+from sepo.games.kuhn import INFOSETS, aggressive_action, infoset_key, passive_action
+from sepo.games.protocol import SeatView
+
+#: infosets where the player faces a bet (it may call); at the others it may bet
+CALL_INFOSETS = tuple(key for key in INFOSETS if key.endswith("b"))
+
+
+def card_table(bet: Mapping[str, float], call: Mapping[str, float]) -> dict[str, float]:
+    """A table that depends only on the card: ``bet[card]`` whenever it may bet, ``call[card]``
+    whenever it faces a bet."""
+    return {key: (call if key in CALL_INFOSETS else bet)[key[0]] for key in INFOSETS}
+
+
+class TableStrategy(ABC):
+    """Plays its ``policy_table``: the aggressive action with the table's probability."""
+
+    name: str
+
+    @abstractmethod
+    def policy_table(self) -> dict[str, float]:
+        """Probability of BET or CALL at each of the 12 information sets."""
+
+    def act(self, view: SeatView, rng: random.Random) -> str:
+        aggressive = rng.random() < self.policy_table()[infoset_key(view)]
+        return aggressive_action(view.legal_actions) if aggressive else passive_action(view.legal_actions)
+
+
+@dataclass(frozen=True)
+class NashApprox(TableStrategy):
+    """The alpha member of Kuhn's equilibrium family (alpha = 1/3 by default, as SPEC asks)."""
+
+    name: str = "NashApprox"
+    alpha: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        nash_table(self.alpha)  # rejects an alpha outside [0, 1/3] when the strategy is built
+
+    def policy_table(self) -> dict[str, float]:
+        return nash_table(self.alpha)
+
+
+@dataclass(frozen=True)
+class TightPassive(TableStrategy):
+    """Bets and calls only with K."""
+
+    name: str = "TightPassive"
+
+    def policy_table(self) -> dict[str, float]:
+        only_king = {"J": 0.0, "Q": 0.0, "K": 1.0}
+        return card_table(bet=only_king, call=only_king)
+
+
+@dataclass(frozen=True)
+class LooseAggressive(TableStrategy):
+    """Bets and calls with Q or K, passes with J."""
+
+    name: str = "LooseAggressive"
+
+    def policy_table(self) -> dict[str, float]:
+        queen_or_king = {"J": 0.0, "Q": 1.0, "K": 1.0}
+        return card_table(bet=queen_or_king, call=queen_or_king)
+
+
+@dataclass(frozen=True)
+class AlwaysBet(TableStrategy):
+    """Bets or calls with every card."""
+
+    name: str = "AlwaysBet"
+
+    def policy_table(self) -> dict[str, float]:
+        return dict.fromkeys(INFOSETS, 1.0)
+
+
+@dataclass(frozen=True)
+class MaxExploiter(TableStrategy):
+    """Value-bets Q and K (never bluffs J) and calls only with K."""
+
+    name: str = "MaxExploiter"
+
+    def policy_table(self) -> dict[str, float]:
+        return card_table(bet={"J": 0.0, "Q": 1.0, "K": 1.0}, call={"J": 0.0, "Q": 0.0, "K": 1.0})
+
+
+@dataclass(frozen=True)
+class AlwaysPass(TableStrategy):
+    """Checks or folds with every card."""
+
+    name: str = "AlwaysPass"
+
+    def policy_table(self) -> dict[str, float]:
+        return dict.fromkeys(INFOSETS, 0.0)
+
+
+@dataclass(frozen=True)
+class RandomLegal(TableStrategy):
+    """Picks each of its two legal actions with probability 1/2."""
+
+    name: str = "RandomLegal"
+
+    def policy_table(self) -> dict[str, float]:
+        return dict.fromkeys(INFOSETS, 0.5)
+
+
+@dataclass(frozen=True)
+class TightValue(TableStrategy):
+    """Never bluffs; bets K always and Q only as a thin value bet after a check; calls with Q or K.
+
+    A demonstrator of plausible, unbluffed human play rather than of an
+    equilibrium: it never puts chips in without a Q or K.
+    """
+
+    name: str = "TightValue"
+
+    def policy_table(self) -> dict[str, float]:
+        table = card_table(bet={"J": 0.0, "Q": 0.0, "K": 1.0}, call={"J": 0.0, "Q": 1.0, "K": 1.0})
+        table["Qp"] = 1.0
+        return table
+
+
+@dataclass(frozen=True)
+class PotControl(TableStrategy):
+    """Keeps the pot small without K: bets only K, calls with K, calls with Q with ``call_with_queen``.
+
+    A demonstrator of cautious play that still catches some bluffs.
+    """
+
+    name: str = "PotControl"
+    call_with_queen: float = 0.5
+
+    def policy_table(self) -> dict[str, float]:
+        return card_table(bet={"J": 0.0, "Q": 0.0, "K": 1.0},
+                          call={"J": 0.0, "Q": self.call_with_queen, "K": 1.0})
+
+
+@dataclass(frozen=True)
+class AlwaysPassQ(TableStrategy):
+    """NashApprox with J and K, but always checks or folds with Q.
+
+    A small share of over-tight demonstrations, so the data also shows
+    giving up the middle card.
+    """
+
+    name: str = "AlwaysPassQ"
+    alpha: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        nash_table(self.alpha)
+
+    def policy_table(self) -> dict[str, float]:
+        table = nash_table(self.alpha)
+        table.update({key: 0.0 for key in INFOSETS if key.startswith("Q")})
+        return table
+
+
+STRATEGIES = {
+    "NashApprox": NashApprox,
+    "TightPassive": TightPassive,
+    "LooseAggressive": LooseAggressive,
+    "AlwaysBet": AlwaysBet,
+    "MaxExploiter": MaxExploiter,
+    "AlwaysPass": AlwaysPass,
+    "RandomLegal": RandomLegal,
+    "TightValue": TightValue,
+    "PotControl": PotControl,
+    "AlwaysPassQ": AlwaysPassQ,
+}
