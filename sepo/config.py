@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -104,6 +104,211 @@ class ValidateParams(_Strict):
     unexpected_examples: int = Field(ge=0, description="unexpected values quoted per failed expectation")
 
 
+class TinyModelParams(_Strict):
+    """Shape of the tiny Qwen3 that the ``base_model`` stage builds when ``model.base`` is ``tiny``."""
+
+    vocab_size: int = Field(gt=259, description="BPE vocabulary target: 256 bytes + 3 special tokens + merges")
+    max_token_length: int = Field(gt=0, description="longest token, in characters (merges may cross spaces)")
+    hidden_size: int = Field(gt=0, description="width of the residual stream")
+    num_hidden_layers: int = Field(gt=0, description="decoder layers")
+    num_attention_heads: int = Field(gt=0, description="query heads; hidden_size must be a multiple")
+    num_key_value_heads: int = Field(gt=0, description="key/value heads (grouped-query attention)")
+    intermediate_size: int = Field(gt=0, description="width of the MLP")
+    max_position_embeddings: int = Field(gt=0, description="longest sequence the rotary embedding is set up for")
+    tie_word_embeddings: bool = Field(description="share the input embedding and the output projection")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelParams:
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads, and that of "
+                             "num_key_value_heads")
+        return self
+
+
+class ModelParams(_Strict):
+    """The ``base_model`` stage: the policy's starting point (SPEC section 7)."""
+
+    base: str = Field(description="'tiny' (built by the pipeline, no network) or a Hugging Face Hub id "
+                      "such as Qwen/Qwen3.5-4B")
+    revision: str = Field(description="Hub revision (branch, tag or commit) recorded for a Hub id")
+    trust_remote_code: bool = Field(description="let transformers run Python code shipped with a Hub model")
+    seed: int = Field(ge=0, description="seed of the tiny model's random initialisation")
+    tiny: TinyModelParams
+
+
+class LoraParams(_Strict):
+    """LoRA adapter settings (PEFT)."""
+
+    r: int = Field(gt=0, description="adapter rank")
+    alpha: float = Field(gt=0, description="scaling numerator: updates are scaled by alpha / r")
+    dropout: float = Field(ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: list[str] = Field(min_length=1, description="module names that get adapters")
+
+
+class SFTParams(_Strict):
+    """The ``sft`` stage: TRL's SFTTrainer on the SFT datasets (SPEC section 6)."""
+
+    datasets: list[str] = Field(min_length=1, description="names under data.datasets to train on")
+    corpus: Literal["episodes", "decisions"] = Field(
+        description="'episodes': one example per episode, its last decision, whose chat holds every earlier "
+        "reply (only with the whole-sequence loss); 'decisions': every decision's example")
+    examples_per_domain: int | None = Field(gt=0, description="train examples taken per domain, in the "
+                                            "order of its dataset's shuffled file; null: all")
+    valid_examples_per_domain: int = Field(ge=0, description="valid examples per domain for the eval loss")
+    method: Literal["full", "lora"] = Field(description="full fine-tuning (the tiny model, whose base is "
+                                            "random) or LoRA adapters (Hub models)")
+    completion_only_loss: bool = Field(description="loss on the completion only; false: on the whole "
+                                       "sequence, the tiny model's pre-training")
+    lora: LoraParams
+    learning_rate: float = Field(gt=0, description="peak AdamW learning rate")
+    lr_scheduler_type: str = Field(description="transformers scheduler name, e.g. cosine")
+    warmup_ratio: float = Field(ge=0, lt=1, description="share of the steps spent warming up linearly")
+    max_steps: int = Field(description="optimizer steps; -1: run num_train_epochs")
+    num_train_epochs: float = Field(gt=0, description="epochs when max_steps is -1")
+    per_device_train_batch_size: int = Field(gt=0, description="examples per forward pass")
+    gradient_accumulation_steps: int = Field(gt=0, description="forward passes per optimizer step")
+    max_length: int = Field(gt=0, description="token cap of prompt + completion (longer rows are truncated)")
+    bf16: bool = Field(description="bf16 mixed precision (GPU only)")
+    gradient_checkpointing: bool = Field(description="recompute activations to save memory (slower)")
+    logging_steps: int = Field(gt=0, description="steps between loss-curve points")
+    eval_steps: int = Field(gt=0, description="steps between validation losses")
+    save_steps: int = Field(gt=0, description="steps between checkpoints")
+    save_total_limit: int = Field(gt=0, description="checkpoints kept")
+    num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
+    seed: int = Field(ge=0, description="seed of initialisation-independent randomness: order, dropout")
+
+
+    @model_validator(mode="after")
+    def _episodes_need_whole_sequence_loss(self) -> SFTParams:
+        if self.corpus == "episodes" and self.completion_only_loss:
+            raise ValueError("corpus 'episodes' trains on every reply of an episode through the whole-sequence "
+                             "loss; with completion_only_loss true use corpus 'decisions'")
+        return self
+
+
+class GenerationParams(_Strict):
+    """How a model policy samples its replies (evaluation and rollouts)."""
+
+    temperature: float = Field(gt=0, description="sampling temperature")
+    top_p: float = Field(gt=0, le=1, description="nucleus sampling mass")
+    top_k: int = Field(ge=0, description="top-k sampling; 0: off")
+    max_new_tokens: int = Field(gt=0, description="token cap of one reply")
+    greedy: bool = Field(description="take the most likely token instead of sampling")
+    batch_size: int = Field(gt=0, description="most decisions generated in one batched call")
+    seed: int = Field(ge=0, description="seed of the policy's sampling generator")
+
+
+class SFTValidityParams(_Strict):
+    """The ``sft_validity`` stage: invalid-action rate of the base and SFT policies per domain."""
+
+    min_decisions: int = Field(gt=0, description="at least this many agent decisions per domain, inside "
+                               "full episodes against every pool's opponents")
+    seed: int = Field(ge=0, description="base seed of the episodes")
+
+
+PenaltyMode = Literal["per_rollout", "constant", "auxiliary", "none"]
+ScaleRewards = Literal["group", "batch", "none"]
+
+
+class SepoParams(_Strict):
+    """The ``sepo`` stage: SEPO-GRPO from the SFT policy, one run per domain (SPEC section 5)."""
+
+    max_steps: int = Field(gt=0, description="optimizer steps (one GRPO batch each)")
+    save_steps: int = Field(gt=0, description="steps between checkpoints (LoRA adapter, optimizer, RNG "
+                            "state); the last step is always saved")
+    groups_per_step: int = Field(gt=0, description="GRPO groups per step; a group is G episodes of one "
+                                 "opponent with one environment seed")
+    seeds_per_opponent: int = Field(gt=0, description="environment seeds per opponent in the group dataset "
+                                    "(it is cycled when the run needs more groups)")
+    selection_episodes: int = Field(gt=0, description="episodes per training-pool opponent with which each "
+                                    "checkpoint is scored for model selection")
+    lora: LoraParams
+    num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
+    seed: int = Field(ge=0, description="seed of the adapter init, the group order and every rollout")
+
+
+class PenaltyParams(_Strict):
+    """How the SEPO penalties are credited (SPEC section 5: the ablation's knob)."""
+
+    mode: PenaltyMode = Field(description="per_rollout (SEPO), constant (batch mean: cancels in centring), "
+                              "auxiliary (from separate episodes), none (payoff only)")
+
+
+class GRPOGameOverrides(_Strict):
+    """Per-domain exceptions to the GRPO hyperparameters (the paper's Kuhn run)."""
+
+    learning_rate: float | None = Field(default=None, gt=0, description="overrides grpo.learning_rate")
+    beta: float | None = Field(default=None, ge=0, description="overrides grpo.beta")
+
+
+class GRPOParams(_Strict):
+    """TRL GRPOTrainer hyperparameters; sampling comes from ``generation``."""
+
+    num_generations: int = Field(gt=1, description="G: rollouts per group")
+    scale_rewards: ScaleRewards = Field(description="advantage scaling: group std (GRPO), batch std (keeps "
+                                        "the λ weighting between pools), none")
+    learning_rate: float = Field(gt=0, description="AdamW learning rate, constant")
+    beta: float = Field(ge=0, description="KL coefficient to the reference (SFT) policy")
+    epsilon: float = Field(gt=0, lt=1, description="PPO-style ratio clip")
+    max_grad_norm: float = Field(gt=0, description="gradient clipping norm")
+    game_overrides: dict[str, GRPOGameOverrides] = Field(
+        default_factory=dict, description="domain -> hyperparameters that differ for it")
+
+    def for_game(self, game: str) -> GRPOParams:
+        """These params with ``game``'s overrides applied."""
+        overrides = self.game_overrides.get(game)
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
+class AblationRun(_Strict):
+    """One arm of the penalty-mode ablation."""
+
+    mode: PenaltyMode
+    scale_rewards: ScaleRewards
+
+
+class AblationParams(_Strict):
+    """The ``ablation`` stage: short SEPO runs per penalty mode from the same SFT policy and seed."""
+
+    games: list[str] = Field(min_length=1, description="domains of the ablation")
+    runs: list[AblationRun] = Field(min_length=1, description="(penalty mode, advantage scaling) arms")
+    max_steps: int = Field(gt=0, description="optimizer steps per run")
+    eval_episodes: int = Field(gt=0, description="evaluation episodes per opponent of the final policy")
+
+
+class EvaluationTarget(_Strict):
+    """One policy of the scheduled evaluation and the domains it is evaluated on."""
+
+    policy: str = Field(description="'scripted:NAME' or 'model:PATH' (a folder of the project, or a Hub id)")
+    games: list[str] = Field(min_length=1, description="domains to evaluate the policy on")
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> EvaluationTarget:
+        kind, _, name = self.policy.partition(":")
+        if kind not in ("scripted", "model") or not name:
+            raise ValueError(f"bad policy {self.policy!r}; expected scripted:NAME or model:PATH")
+        for game in self.games:
+            if game not in GAME_NAMES:
+                raise ValueError(str(unknown_name("game", game, GAME_NAMES)))
+            if kind == "scripted" and name not in strategy_names(game):
+                raise ValueError(str(unknown_name(f"{game} strategy", name, strategy_names(game))))
+        return self
+
+
+class OrchestrationParams(_Strict):
+    """The Prefect flows of ``pipelines/``: stage retries, the Dask fan-out, the evaluation schedule."""
+
+    stage_retries: int = Field(ge=0, description="retries of a failed DVC stage before the flow fails")
+    retry_backoff_seconds: float = Field(ge=0, description="delay before the first retry; doubles each retry")
+    dask_address: str | None = Field(description="Dask scheduler address (tcp://host:8786) for the evaluation "
+                                     "fan-out; null starts a local cluster; SEPO_DASK_ADDRESS overrides it")
+    dask_workers: int = Field(gt=0, description="worker processes of the local Dask cluster")
+    evaluation_cron: str = Field(description="cron schedule of the served scheduled_evaluation deployment")
+    evaluation: list[EvaluationTarget] = Field(min_length=1, description="what scheduled_evaluation evaluates")
+
+
 class Params(_Strict):
     """The whole ``params.yaml``."""
 
@@ -113,6 +318,15 @@ class Params(_Strict):
     data: DataParams
     # ``validate`` would shadow BaseModel.validate, hence the alias
     validation: ValidateParams = Field(alias="validate")
+    model: ModelParams
+    sft: SFTParams
+    generation: GenerationParams
+    sft_validity: SFTValidityParams
+    sepo: SepoParams
+    penalty: PenaltyParams
+    grpo: GRPOParams
+    ablation: AblationParams
+    orchestration: OrchestrationParams
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:
@@ -147,6 +361,23 @@ class Params(_Strict):
                     raise ConfigError(f"data.datasets.{dataset}.games.{i}: {unknown_name('game', game, GAME_NAMES)}")
             if len(set(spec.games)) != len(spec.games):
                 raise ConfigError(f"data.datasets.{dataset}.games: a domain is listed twice")
+        return self
+
+    @model_validator(mode="after")
+    def _sft_datasets_exist(self) -> Params:
+        for i, dataset in enumerate(self.sft.datasets):
+            if dataset not in self.data.datasets:
+                raise ConfigError(f"sft.datasets.{i}: {unknown_name('dataset', dataset, self.data.datasets)}")
+        return self
+
+    @model_validator(mode="after")
+    def _training_games_exist(self) -> Params:
+        for game in self.grpo.game_overrides:
+            if game not in GAME_NAMES:
+                raise ConfigError(f"grpo.game_overrides.{game}: {unknown_name('game', game, GAME_NAMES)}")
+        for i, game in enumerate(self.ablation.games):
+            if game not in GAME_NAMES:
+                raise ConfigError(f"ablation.games.{i}: {unknown_name('game', game, GAME_NAMES)}")
         return self
 
     # -- builders ---------------------------------------------------------------

@@ -10,7 +10,7 @@ evaluation, GRPO rollouts and data generation see identical prompts.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,9 @@ class DecisionRequest:
     messages: list[Message]  # the chat so far, ending with the current state
     seed: int
     agent_rng: random.Random  # the episode's "agent" stream, for scripted agents
+    #: the same key at every decision of one episode, so a policy may reuse work on the
+    #: chat's shared prefix (a model's KV cache); None when there is nothing to reuse
+    cache_key: Hashable | None = None
 
 
 @dataclass
@@ -57,7 +60,12 @@ class AgentReply:
 
 
 class AgentPolicy(Protocol):
-    """Turns a batch of decisions into replies (one per request, same order)."""
+    """Turns a batch of decisions into replies (one per request, same order).
+
+    A policy that keeps per-episode state under ``DecisionRequest.cache_key``
+    may also define ``forget(cache_keys)``: the engine calls it with the keys
+    of the episodes that just ended, so that state can be freed.
+    """
 
     def decide(self, requests: Sequence[DecisionRequest]) -> list[AgentReply]: ...
 
@@ -84,6 +92,8 @@ def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size:
     chats: list[list[Message]] = [[{"role": "system", "content": s.game.rules_text()}] for s in specs]
     replies: list[list[AgentReply]] = [[] for _ in specs]
     agent_rngs = [stream(s.seed, "agent") for s in specs]
+    cache_keys = [object() for _ in specs]  # unique per episode of this call
+    forget = getattr(policy, "forget", None)
     while True:
         active = [i for i, e in enumerate(episodes) if not e.is_terminal]
         if not active:
@@ -92,7 +102,8 @@ def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size:
         for i in active:
             view = episodes[i].agent_view()
             chats[i].append({"role": "user", "content": specs[i].game.state_text(view)})
-            requests.append(DecisionRequest(i, specs[i].game, view, chats[i], specs[i].seed, agent_rngs[i]))
+            requests.append(DecisionRequest(i, specs[i].game, view, chats[i], specs[i].seed, agent_rngs[i],
+                                            cache_keys[i]))
         chunk = batch_size or len(requests)
         for start in range(0, len(requests), chunk):
             batch = requests[start:start + chunk]
@@ -101,6 +112,8 @@ def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size:
                 chats[i].append({"role": "assistant", "content": reply.text})
                 replies[i].append(reply)
                 episodes[i].step(reply.action, reply=reply.text, valid=reply.valid)
+            if forget is not None:
+                forget([cache_keys[r.episode_index] for r in batch if episodes[r.episode_index].is_terminal])
             if on_step is not None:
                 on_step(len(batch))
     return [PlayedEpisode(e.record, c, r) for e, c, r in zip(episodes, chats, replies, strict=True)]

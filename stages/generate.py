@@ -1,0 +1,50 @@
+"""DVC stage `generate`: play the demonstrator episodes and write the SFT datasets.
+
+    python stages/generate.py --params params.yaml --out data/sft
+
+Writes ``<out>/<dataset>/{train,valid}.parquet``, ``<out>/manifest.json`` and
+the dataset card ``<out>/README.md`` (see ``sepo.data``).  The params are
+validated before anything is played or written: a bad key is one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sepo.config import load_params
+from sepo.data.files import output_files
+from sepo.data.sft import generate_datasets, plan_quotas
+from sepo.errors import ConfigError
+from sepo.io import write_bytes_atomic
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--out", default="data/sft", help="output folder (default: data/sft)")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+    except ConfigError as exc:
+        print(f"generate: error: {exc}", file=sys.stderr)
+        return 2
+
+    total = sum(q.examples for q in plan_quotas(params))
+    with tqdm(total=total, unit="example", desc="generate", disable=None) as bar:
+        data = generate_datasets(params, on_quota=lambda _quota, n: bar.update(n))
+    for relative, content in output_files(data, params).items():
+        write_bytes_atomic(Path(args.out) / relative, content)
+    for dataset, info in data.manifest["datasets"].items():
+        sizes = ", ".join(f"{split} {s['examples']:,}" for split, s in info["splits"].items())
+        print(f"{dataset}: {sizes} examples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
