@@ -1,4 +1,4 @@
-"""The ``sepo`` command line: evaluate a policy, print an episode.
+"""The ``sepo`` command line: evaluate a policy, print an episode, plan or apply a params profile.
 
 Every user mistake (unknown game, opponent or policy name, bad params) is
 one line on stderr and exit code 2; nothing is written before the inputs are
@@ -18,15 +18,18 @@ from sepo.games.protocol import POOLS
 from sepo.io import write_json_atomic
 from sepo.rollout import AgentPolicy, EpisodeSpec, ScriptedAgent, play_episodes
 
-POLICY_KINDS = ("scripted",)
+POLICY_KINDS = {"scripted": "scripted:NAME", "model": "model:PATH"}
 
 
 def resolve_policy(params: Params, game: str, spec: str) -> AgentPolicy:
-    """``scripted:NAME`` -> the agent policy for ``game``."""
+    """``scripted:NAME`` or ``model:PATH`` (a model directory or Hub id) -> the agent policy for ``game``."""
     kind, _, name = spec.partition(":")
     if kind not in POLICY_KINDS or not name:
-        raise ConfigError(f"bad policy {spec!r}; expected one of: "
-                          + ", ".join(f"{k}:NAME" for k in POLICY_KINDS))
+        raise ConfigError(f"bad policy {spec!r}; expected one of: {', '.join(POLICY_KINDS.values())}")
+    if kind == "model":
+        from sepo.policies.model import load_model_policy
+
+        return load_model_policy(name, params)
     return ScriptedAgent(params.strategy(game, name))
 
 
@@ -43,10 +46,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     games = _games(args.game)
-    policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
+    if args.policy.startswith("model:"):  # one model plays every domain: load it once
+        model_policy = resolve_policy(params, games[0], args.policy)
+        policies = dict.fromkeys(games, model_policy)
+    else:
+        policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
     results = {}
     for game in games:
-        result, _ = evaluate_policy(params, game, policies[game], episodes=args.episodes, seed=args.seed)
+        result, _ = evaluate_policy(params, game, policies[game], episodes=args.episodes, seed=args.seed,
+                                    batch_size=params.generation.batch_size)
         strategy = getattr(policies[game], "strategy", None)
         if game == "kuhn" and hasattr(strategy, "policy_table"):
             alpha = params.games["kuhn"].strategies.get("NashApprox", {}).get("alpha", 1 / 3)
@@ -79,13 +87,32 @@ def cmd_play(args: argparse.Namespace) -> None:
     print(f"--- result ---\nagent {total_agent:g}, opponent {total_opponent:g} over {len(record.rounds)} rounds")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    import json
+
+    from sepo.profiles import build_plan, resolve
+
+    params = resolve(args.params, args.profile)
+    print(json.dumps(build_plan(params, args.profile), indent=2))
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from sepo.profiles import apply_profile, dvc_command
+
+    if not args.apply:
+        print(dvc_command(args.params, args.name))
+        return
+    changed = apply_profile(args.params, args.name)
+    print(f"{args.params}: profile {args.name} applied ({len(changed)} values changed); run dvc repro")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepo", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="evaluate a policy against every opponent of every pool")
-    ev.add_argument("--policy", required=True, help="scripted:NAME")
+    ev.add_argument("--policy", required=True, help="scripted:NAME or model:PATH")
     ev.add_argument("--game", required=True, help=f"one of {', '.join(GAME_NAMES)}, or all")
     ev.add_argument("--episodes", type=int, default=None, help="episodes per opponent (default: eval.episodes)")
     ev.add_argument("--seed", type=int, default=None, help="base seed (default: eval.seed)")
@@ -94,11 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     play = sub.add_parser("play", help="print one episode as the transcript the model sees")
     play.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
-    play.add_argument("--agent", required=True, help="scripted:NAME")
+    play.add_argument("--agent", required=True, help="scripted:NAME or model:PATH")
     play.add_argument("--opponent", required=True, help="an opponent name of that game")
     play.add_argument("--pool", default="train", choices=POOLS, help="pool label recorded with the episode")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    plan = sub.add_parser("plan", help="resolve and validate the params (with a profile) and print the "
+                          "trainer, LoRA and sampling configs the stages would build; downloads nothing")
+    plan.add_argument("--profile", default=None, help="a profile under profiles/ (default: none)")
+    plan.set_defaults(func=cmd_plan)
+
+    profile = sub.add_parser("profile", help="print the `dvc exp run -S ...` command that runs a profile, "
+                             "or --apply it to the params file")
+    profile.add_argument("name", help="a profile under profiles/, e.g. paper-qwen")
+    profile.add_argument("--apply", action="store_true", help="write its values into the params file")
+    profile.set_defaults(func=cmd_profile)
     return parser
 
 

@@ -142,7 +142,28 @@ class LoraParams(_Strict):
     r: int = Field(gt=0, description="adapter rank")
     alpha: float = Field(gt=0, description="scaling numerator: updates are scaled by alpha / r")
     dropout: float = Field(ge=0, lt=1, description="dropout on the adapter input")
-    target_modules: list[str] = Field(min_length=1, description="module names that get adapters")
+    target_modules: list[str] | str = Field(
+        min_length=1, description="module-name suffixes that get adapters, or one regular expression that "
+        "PEFT full-matches against module paths (Gemma 4: only the language model's projections, since its "
+        "vision and audio towers have q_proj/k_proj/v_proj/o_proj wrappers PEFT cannot adapt)")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _pattern_compiles(cls, targets: list[str] | str) -> list[str] | str:
+        if isinstance(targets, str):
+            try:
+                re.compile(targets)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return targets
+
+    def peft_config(self):
+        """PEFT's ``LoraConfig`` for a causal LM with these settings."""
+        from peft import LoraConfig
+
+        targets = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
+                          task_type="CAUSAL_LM")
 
 
 class SFTParams(_Strict):
@@ -152,8 +173,9 @@ class SFTParams(_Strict):
     corpus: Literal["episodes", "decisions"] = Field(
         description="'episodes': one example per episode, its last decision, whose chat holds every earlier "
         "reply (only with the whole-sequence loss); 'decisions': every decision's example")
-    examples_per_domain: int | None = Field(gt=0, description="train examples taken per domain, in the "
-                                            "order of its dataset's shuffled file; null: all")
+    examples_per_domain: dict[str, int] = Field(
+        description="train examples taken per domain (every domain of the datasets, a positive count), in "
+        "the order of its dataset's shuffled file")
     valid_examples_per_domain: int = Field(ge=0, description="valid examples per domain for the eval loss")
     method: Literal["full", "lora"] = Field(description="full fine-tuning (the tiny model, whose base is "
                                             "random) or LoRA adapters (Hub models)")
@@ -276,6 +298,8 @@ class AblationParams(_Strict):
     runs: list[AblationRun] = Field(min_length=1, description="(penalty mode, advantage scaling) arms")
     max_steps: int = Field(gt=0, description="optimizer steps per run")
     eval_episodes: int = Field(gt=0, description="evaluation episodes per opponent of the final policy")
+    workers: int = Field(gt=0, description="arms trained at once, each in its own process (1: in the "
+                         "stage's process, as on one GPU)")
 
 
 class EvaluationTarget(_Strict):
@@ -368,6 +392,11 @@ class Params(_Strict):
         for i, dataset in enumerate(self.sft.datasets):
             if dataset not in self.data.datasets:
                 raise ConfigError(f"sft.datasets.{i}: {unknown_name('dataset', dataset, self.data.datasets)}")
+        games = {g for d in self.sft.datasets for g in self.data.datasets[d].games}
+        counts = self.sft.examples_per_domain
+        if set(counts) != games or any(n <= 0 for n in counts.values()):
+            raise ConfigError(f"sft.examples_per_domain: expected a positive count for each of "
+                              f"{', '.join(sorted(games))} (the domains of sft.datasets), got {dict(counts)}")
         return self
 
     @model_validator(mode="after")

@@ -1,0 +1,136 @@
+"""DVC as the flows see it: the stage graph, a stage's status, and ``dvc`` commands.
+
+The stage list and the status come from DVC's Python API, in process: they
+are read-only and cost a few milliseconds, where each ``dvc`` command costs
+about two seconds of start-up.  Everything that changes the workspace
+(``repro``, ``pull``, ``exp run``) runs as the ``dvc`` command line in a
+subprocess, exactly as a user would type it, so a flow and a terminal always
+do the same thing.
+
+(The module is not called ``dvc.py``: Prefect may put this folder on
+``sys.path`` when it loads a flow from its file, and it would shadow DVC.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_FILE = "dvc.yaml"
+TAIL_LINES = 20  # lines of a failed command quoted in its error
+
+
+class DvcCommandError(RuntimeError):
+    """A ``dvc`` command exited non-zero; the message quotes its last lines."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """Exit status and the last lines of a ``dvc`` command's merged output."""
+
+    returncode: int
+    tail: list[str]
+
+    @property
+    def error_line(self) -> str:
+        """DVC's own ``ERROR:`` line when there is one, else the last line printed."""
+        errors = [line for line in self.tail if line.startswith("ERROR")]
+        return (errors or self.tail or ["(no output)"])[-1]
+
+
+def _command(*args: str) -> list[str]:
+    # the interpreter running the flow, so the flow's environment is DVC's environment
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def run_streamed(repo: Path, *args: str,
+                 on_line: Callable[[str], None] = lambda line: None) -> CommandOutcome:
+    """Run ``dvc ARGS`` in ``repo``, passing each output line to ``on_line`` as it comes.
+
+    Long stages print progress for minutes; streaming makes it visible in
+    the flow's logs while it happens rather than at the end.
+    """
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with subprocess.Popen(_command(*args), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip()
+            if line:
+                tail.append(line)
+                on_line(line)
+    return CommandOutcome(process.returncode, list(tail))
+
+
+def run_json(repo: Path, *args: str) -> Any:
+    """Run ``dvc ARGS --json`` in ``repo`` and parse its standard output."""
+    result = subprocess.run(_command(*args, "--json"), cwd=repo, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()][-TAIL_LINES:]
+        outcome = CommandOutcome(result.returncode, lines)
+        raise DvcCommandError(f"`dvc {' '.join(args)}` failed (exit {result.returncode}): "
+                              f"{outcome.error_line}")
+    return json.loads(result.stdout or "null")
+
+
+def pipeline_stages(repo: Path) -> list[str]:
+    """Every pipeline stage of ``repo`` (foreach items expanded: ``sepo@ipd``), dependencies first.
+
+    Names are as ``dvc repro`` takes them in the project's root (``train``,
+    or ``sub/dvc.yaml:train`` for a stage of another ``dvc.yaml``).  Among
+    stages that do not depend on each other, the order of ``dvc.yaml`` is
+    kept, so the order is stable from run to run.
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    with Repo(str(repo)) as dvc_repo:
+        stages = dvc_repo.index.stages
+        position = {stage: i for i, stage in enumerate(stages)}
+        # DVC's graph has an edge from each stage to the stages it depends on
+        ordered = nx.lexicographical_topological_sort(dvc_repo.index.graph.reverse(copy=False),
+                                                      key=position.__getitem__)
+        return [stage.name if stage.path_in_repo == PROJECT_FILE else f"{stage.path_in_repo}:{stage.name}"
+                for stage in ordered if isinstance(stage, PipelineStage)]
+
+
+def stage_changes(repo: Path, stage: str) -> dict[str, Any]:
+    """What ``dvc status STAGE`` reports (without its upstream stages): empty when up to date."""
+    from dvc.repo import Repo
+
+    # DVC resolves a bare stage name against the current folder; an absolute path does not depend on it
+    file, _, name = stage.rpartition(":")
+    with Repo(str(repo)) as dvc_repo:
+        return dvc_repo.status(targets=[f"{repo.resolve() / (file or PROJECT_FILE)}:{name}"])
+
+
+def flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, leaf value) pairs of nested mappings and lists."""
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(tree, list) and any(isinstance(item, Mapping | list) for item in tree):
+        for index, value in enumerate(tree):
+            yield from flatten(value, f"{prefix}.{index}")
+    else:
+        yield prefix, tree
+
+
+def metrics_rows(repo: Path) -> list[dict[str, Any]]:
+    """The workspace's ``dvc metrics show --json`` as rows of (file, metric, value)."""
+    shown = run_json(repo, "metrics", "show") or {}
+    rows: list[dict[str, Any]] = []
+    for file, content in shown.get("", {}).get("data", {}).items():
+        if "error" in content:
+            rows.append({"file": file, "metric": "(unreadable)", "value": str(content["error"])})
+            continue
+        rows.extend({"file": file, "metric": key, "value": value} for key, value in flatten(content["data"]))
+    return rows

@@ -1,0 +1,1 @@
+"""Policy models: the embedded tiny model and loading any checkpoint by path."""

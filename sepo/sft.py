@@ -1,0 +1,158 @@
+"""Supervised fine-tuning with TRL's ``SFTTrainer`` (SPEC section 6).
+
+The datasets are conversational prompt-completion tables (``sepo.data``):
+the prompt is the episode's chat up to a decision, the completion the
+demonstrator's reply.  Two regimes, chosen by params:
+
+- ``method: full`` with ``completion_only_loss: false`` (the tiny profile):
+  the base is random, so the whole sequence, prompt included, is its
+  pre-training; what teaches the answer format is the number of optimizer
+  steps (about 1000 at batch 8, cosine schedule run to its end);
+- ``method: lora`` with ``completion_only_loss: true`` (Hub models, the
+  paper's r 32 / alpha 64): only adapters train, only on the replies.
+
+The corpus takes ``examples_per_domain[game]`` examples of each domain in
+the listed datasets' train files (whose rows are already shuffled), so each
+domain weighs what the params say whatever the datasets' sizes (the harder
+formats, longer and with more legal actions, get more); the trainer
+shuffles them with ``sft.seed``.  With the whole-sequence loss an episode's last
+example contains all its earlier ones as prefixes, so ``corpus: episodes``
+trains on that one alone: every reply once, instead of an 8-round episode's
+first rounds eight times over, for several times fewer tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from sepo.config import Params, SFTParams
+from sepo.errors import ConfigError
+
+CONVERSATION_COLUMNS = ("prompt", "completion")
+
+
+def domain_examples(data_dir: str | Path, params: Params, split: str,
+                    per_domain: Mapping[str, int] | int | None) -> dict[str, list[dict[str, Any]]]:
+    """game -> its first ``per_domain[game]`` (or ``per_domain``) examples of ``split``; all when None.
+
+    With ``sft.corpus: episodes`` an episode's example is its last decision
+    (the longest prompt), whose chat holds every earlier state and reply.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for dataset in params.sft.datasets:
+        path = Path(data_dir) / dataset / f"{split}.parquet"
+        if not path.is_file():
+            raise ConfigError(f"SFT data not found: {path} (run the generate stage first)")
+        table = pq.read_table(path, columns=["game", "episode_id", *CONVERSATION_COLUMNS])
+        games = table.column("game").to_pylist()
+        if params.sft.corpus == "episodes":
+            episodes = table.column("episode_id").to_pylist()
+            lengths = [len(p) for p in table.column("prompt").to_pylist()]
+            last: dict[str, int] = {}  # episode -> row of its longest prompt, episodes in file order
+            for row, episode in enumerate(episodes):
+                if episode not in last or lengths[row] > lengths[last[episode]]:
+                    last[episode] = row
+            candidates = list(last.values())
+        else:
+            candidates = list(range(len(games)))
+        for game in params.data.datasets[dataset].games:
+            wanted = per_domain[game] if isinstance(per_domain, Mapping) else per_domain
+            rows = [i for i in candidates if games[i] == game][:wanted]
+            if wanted is not None and len(rows) < wanted:
+                raise ConfigError(f"sft.examples_per_domain: {dataset}/{split} has only {len(rows)} "
+                                  f"{game} {params.sft.corpus}, fewer than {wanted}")
+            out[game] = table.take(rows).select(list(CONVERSATION_COLUMNS)).to_pylist()
+    return out
+
+
+def sft_examples(data_dir: str | Path, params: Params, split: str) -> list[dict[str, Any]]:
+    """The SFT corpus of one split, domains one after another (the trainer shuffles)."""
+    per_domain = params.sft.examples_per_domain if split == "train" else params.sft.valid_examples_per_domain
+    return [row for rows in domain_examples(data_dir, params, split, per_domain).values() for row in rows]
+
+
+def corpus_conversations(examples: list[dict[str, Any]]) -> Iterator[list[dict[str, str]]]:
+    """Each example as one whole chat (prompt then completion): the tokenizer's training text."""
+    for row in examples:
+        yield [*row["prompt"], *row["completion"]]
+
+
+def sft_config(sft: SFTParams, output_dir: str | Path, has_eval: bool):
+    """The ``SFTConfig`` for these params; checkpoints go to ``output_dir``."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        seed=sft.seed,
+        data_seed=sft.seed,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        warmup_steps=sft.warmup_ratio,  # a float below 1 is a share of the steps
+        max_steps=sft.max_steps,
+        num_train_epochs=sft.num_train_epochs,
+        per_device_train_batch_size=sft.per_device_train_batch_size,
+        per_device_eval_batch_size=sft.per_device_train_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        max_length=sft.max_length,
+        completion_only_loss=sft.completion_only_loss,
+        bf16=sft.bf16,
+        gradient_checkpointing=sft.gradient_checkpointing,
+        logging_steps=sft.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=sft.eval_steps,
+        save_strategy="steps",
+        save_steps=sft.save_steps,
+        save_total_limit=sft.save_total_limit,
+        report_to="none",
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length",  # batches of similar lengths waste less on padding
+    )
+
+
+def lora_config(sft: SFTParams):
+    """PEFT LoRA settings for a causal LM."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
+                      target_modules=list(sft.lora.target_modules), task_type="CAUSAL_LM")
+
+
+def train_sft(model, tokenizer, sft: SFTParams, train: list[dict[str, Any]], valid: list[dict[str, Any]],
+              out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
+    """Train, save the model (or adapter) and tokenizer to ``out_dir``; (summary, log history, model).
+
+    Checkpoints go to ``out_dir/checkpoints``; the final model is written at
+    ``out_dir`` itself so that ``from_pretrained(out_dir)`` loads it.
+    """
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(sft, Path(out_dir) / "checkpoints", has_eval=bool(valid)),
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(valid) if valid else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(sft) if sft.method == "lora" else None,
+    )
+    result = trainer.train()
+    trainer.save_model(str(out_dir))
+    Path(out_dir, "training_args.bin").unlink(missing_ok=True)  # a pickle; the model itself is safetensors
+    history = trainer.state.log_history
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    summary = {
+        "method": sft.method,
+        "steps": result.global_step,
+        "train_examples": len(train),
+        "train_runtime_s": round(result.metrics["train_runtime"], 1),
+        "train_loss": round(result.training_loss, 4),
+        "final_logged_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+        "eval_loss": evals[-1] if evals else None,
+        "trainable_parameters": trainable,
+    }
+    return summary, history, trainer.model

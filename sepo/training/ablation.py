@@ -1,0 +1,218 @@
+"""The penalty-mode ablation: short runs per (penalty mode, advantage scaling) from one SFT policy and seed.
+
+Every arm starts from the same SFT model, LoRA initialisation and seed and
+plays the same group order, so the arms differ only in how the penalties are
+credited and the advantages scaled.  After ``ablation.max_steps`` steps the
+final policy (not a selected checkpoint: the ablation asks what each mode's
+updates did) is evaluated on the training pools with the evaluation seeds,
+with bootstrap intervals; the SFT policy itself is evaluated the same way as
+the common reference.
+
+The question SPEC section 5 poses is whether per-rollout penalties lower the
+exploit-pool advantage where payoff-only training does not; it is answered
+by the paired difference ``per_rollout - none`` of the exploit-pool
+advantage, with a bootstrap interval that resamples episode pairs (the two
+policies play the same seeds, so pairing removes the deals' variance).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepo.config import AblationRun, Params
+from sepo.evaluation import evaluation_specs
+from sepo.games.protocol import EpisodeRecord, Game
+from sepo.metrics import evaluate_episodes, exploit_pool_advantage
+from sepo.rollout import play_episodes
+from sepo.training.groups import TRAINING_POOLS
+from sepo.training.rollout import sampling_settings
+from sepo.training.run import RunPlan, train
+
+SFT_ARM = "sft"
+
+
+def arm_name(run: AblationRun) -> str:
+    return f"{run.mode}-{run.scale_rewards}"
+
+
+@dataclass
+class ArmResult:
+    """One arm of one domain (or the SFT reference): its step log, evaluation and evaluation episodes."""
+
+    history: list[dict[str, Any]]
+    evaluation: dict[str, Any]
+    episodes: list[EpisodeRecord]
+
+
+def evaluate_model(params: Params, game: str, model, tokenizer,
+                   episodes: int) -> tuple[dict[str, Any], list[EpisodeRecord]]:
+    """SPEC section 4's metrics of ``model``, with intervals, on the training pools' evaluation seeds.
+
+    The shift pool is left out: none of the ablation's numbers reads it.
+    """
+    from sepo.policies.model import ModelPolicy
+
+    policy = ModelPolicy(model, tokenizer, sampling_settings(params), seed=params.generation.seed)
+    specs = [s for s in evaluation_specs(params, game, episodes, params.eval.seed)
+             if s.pool in TRAINING_POOLS]
+    was_training = model.training
+    model.eval()
+    try:
+        played = play_episodes(specs, policy, batch_size=params.generation.batch_size)
+    finally:
+        model.train(was_training)
+    records = [p.record for p in played]
+    metrics = evaluate_episodes(params.game(game), records, params.games[game].report_weights.model_dump(),
+                                bootstrap_samples=params.eval.bootstrap_samples,
+                                confidence=params.eval.confidence, seed=params.eval.seed)
+    return {"game": game, "episodes_per_opponent": episodes, "metrics": metrics}, records
+
+
+def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str | Path,
+            work: Path) -> ArmResult:
+    """Train one arm from scratch in ``work`` and evaluate its final policy; ``run`` None: the SFT policy."""
+    if run is None:
+        import torch
+
+        from sepo.training.run import load_policy_model
+
+        if params.sepo.num_threads:
+            torch.set_num_threads(params.sepo.num_threads)
+        model, tokenizer = load_policy_model(params, model_path)
+        evaluation, records = evaluate_model(params, game, model, tokenizer, params.ablation.eval_episodes)
+        return ArmResult(history=[], evaluation=evaluation, episodes=records)
+    plan = RunPlan.from_params(params, game, mode=run.mode, scale_rewards=run.scale_rewards,
+                               max_steps=params.ablation.max_steps)
+    outcome = train(params, plan, model_path, work / game / arm_name(run))
+    trainer = outcome.trainer
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    evaluation, records = evaluate_model(params, game, model, trainer.processing_class,
+                                         params.ablation.eval_episodes)
+    return ArmResult(history=outcome.history, evaluation=evaluation, episodes=records)
+
+
+def paired_difference(game: Game, treated: Sequence[EpisodeRecord], control: Sequence[EpisodeRecord],
+                      metric: Callable[[Game, Sequence[EpisodeRecord]], float], *, samples: int,
+                      confidence: float, seed: int) -> dict[str, float]:
+    """metric(treated) − metric(control) with a paired percentile bootstrap over episode pairs.
+
+    Episode ``i`` of both lists must be the same (pool, opponent, seed);
+    pairs are resampled within each (pool, opponent) stratum.
+    """
+    keys = [(a.pool, a.opponent, a.seed) for a in treated]
+    if keys != [(b.pool, b.opponent, b.seed) for b in control]:
+        raise ValueError("paired episodes must have the same pools, opponents and seeds in the same order")
+    strata: dict[tuple[str, str], list[int]] = {}
+    for i, (pool, opponent, _) in enumerate(keys):
+        strata.setdefault((pool, opponent), []).append(i)
+    rng = np.random.default_rng(seed)
+    point = metric(game, treated) - metric(game, control)
+    draws = []
+    for _ in range(samples):
+        picked = [int(i) for members in strata.values() for i in rng.choice(members, size=len(members))]
+        draws.append(metric(game, [treated[i] for i in picked]) - metric(game, [control[i] for i in picked]))
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {"value": float(point), "ci_low": float(low), "ci_high": float(high)}
+
+
+def _norm_summary(history: list[dict[str, Any]]) -> dict[str, float]:
+    norms = [row["penalty_grad_norm"] for row in history if not math.isnan(row["penalty_grad_norm"])]
+    return {"mean": float(np.mean(norms)) if norms else 0.0, "max": float(max(norms)) if norms else 0.0}
+
+
+def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dict[str, Any]:
+    """The metrics file's entry of one domain: per arm, the penalty-gradient norm and the safety metrics."""
+    keep = ("pay", "exploit", "collusion", "externality", "safety", "invalid_rate")
+    table: dict[str, Any] = {}
+    for name, arm in arms.items():
+        final_reward = arm.history[-1]["reward"] if arm.history else None
+        trained = {} if name == SFT_ARM else {"penalty_grad_norm": _norm_summary(arm.history),
+                                              "final_reward": final_reward}
+        table[name] = {**trained, **{k: arm.evaluation["metrics"][k] for k in keep}}
+    treated, control = arms.get("per_rollout-batch"), arms.get("none-batch")
+    if treated is not None and control is not None:
+        table["per_rollout_minus_none"] = {"exploit": paired_difference(
+            params.game(game), treated.episodes, control.episodes, exploit_pool_advantage,
+            samples=params.eval.bootstrap_samples, confidence=params.eval.confidence, seed=params.eval.seed)}
+    return table
+
+
+def run_ablation(params: Params, model_path: str | Path,
+                 on_arm: Callable[[str, str, ArmResult], None] | None = None) -> dict[str, Any]:
+    """Every arm of every ablation domain, ``ablation.workers`` at a time.
+
+    ``on_arm(game, arm, result)`` is called as each finishes (to write its
+    log).  Arms are independent and seeded, so running them in parallel
+    processes changes nothing but the wall time.
+    """
+    jobs = [(game, run) for game in params.ablation.games for run in (None, *params.ablation.runs)]
+    results: dict[str, dict[str, ArmResult]] = {game: {} for game in params.ablation.games}
+    with tempfile.TemporaryDirectory(prefix="sepo-ablation-") as folder, _executor(params) as pool:
+        futures = {pool.submit(run_arm, params, game, run, model_path, Path(folder)): (game, run)
+                   for game, run in jobs}
+        for future in as_completed(futures):
+            game, run = futures[future]
+            name = SFT_ARM if run is None else arm_name(run)
+            results[game][name] = future.result()
+            if on_arm is not None and run is not None:
+                on_arm(game, name, results[game][name])
+    names = [SFT_ARM, *(arm_name(run) for run in params.ablation.runs)]  # the table's order
+    return {game: ablation_table(params, game, {name: arms[name] for name in names})
+            for game, arms in results.items()}
+
+
+def _executor(params: Params) -> Executor:
+    """Worker processes (spawned: torch does not survive a fork) or, for one worker, this process."""
+    if params.ablation.workers == 1:
+        return _InlineExecutor()
+    return ProcessPoolExecutor(max_workers=params.ablation.workers, mp_context=get_context("spawn"))
+
+
+class _InlineExecutor(Executor):
+    """Runs each job at submission, in this process (one worker: no pickling, GPU-friendly)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+#: the measured components plotted over steps, with the pools they are averaged over
+PLOTTED_COMPONENTS = ("payoff", "exploit", "collusion", "externality")
+
+
+def plot_components(histories: dict[str, dict[str, list[dict[str, Any]]]], path: str | Path) -> None:
+    """One panel per (domain, component): the measured component over steps, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = list(histories)
+    figure, axes = plt.subplots(len(games), len(PLOTTED_COMPONENTS), squeeze=False,
+                                figsize=(3.2 * len(PLOTTED_COMPONENTS), 2.6 * len(games)))
+    for row, game in enumerate(games):
+        for column, component in enumerate(PLOTTED_COMPONENTS):
+            axis = axes[row][column]
+            for arm, history in histories[game].items():
+                axis.plot([r["step"] for r in history], [r[f"measured_{component}"] for r in history],
+                          marker="o", markersize=3, label=arm)
+            axis.set_title(f"{game}: {component}", fontsize=9)
+            axis.set_xlabel("step", fontsize=8)
+            axis.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    figure.suptitle("Measured reward components per step (tiny profile)", fontsize=10)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

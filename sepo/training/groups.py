@@ -1,0 +1,88 @@
+"""The GRPO dataset: one row per group, the group's settings carried in its prompt.
+
+TRL hands the ``rollout_func`` nothing but the prompts (each repeated G times
+by its ``RepeatSampler``), so a row's prompt *is* its group's key: the domain,
+the opponent's pool and name, and the environment seed that the group's G
+episodes share (common random numbers, SPEC section 5).  The key is a short
+readable string (``ipd/exploit/AlwaysDefect/8150...``) that the rollout
+decodes; the chat the model sees is built by the engine, not taken from it.
+
+Pools: SEPO trains against the train, exploit and collusive pools, every
+opponent with equal weight (``seeds_per_opponent`` rows each); the shift pool
+is held out for evaluation.  ``penalty.mode=auxiliary`` (the flawed design of
+SPEC section 5) trains on train-pool groups only and measures its penalty on
+auxiliary episodes whose seeds depend on the step and the rollout's place in
+the batch, never on the credited episode.
+
+Seeds are hashes of their purpose, so training, auxiliary and evaluation
+episodes never share an environment seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sepo.config import Params
+
+TRAINING_POOLS = ("train", "exploit", "collusive")
+AUXILIARY_POOLS = ("exploit", "collusive")
+
+
+def training_pools(mode: str) -> tuple[str, ...]:
+    """Pools whose opponents form GRPO groups under penalty ``mode``."""
+    return ("train",) if mode == "auxiliary" else TRAINING_POOLS
+
+
+def derived_seed(*parts: object) -> int:
+    """A stable 63-bit seed for the purpose named by ``parts``."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """Which episodes a GRPO group plays: domain, pool, opponent and environment seed."""
+
+    game: str
+    pool: str
+    opponent: str
+    seed: int
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.game}/{self.pool}/{self.opponent}/{self.seed}"
+
+    @classmethod
+    def from_prompt(cls, prompt: str) -> GroupKey:
+        parts = prompt.split("/")
+        if len(parts) != 4 or not parts[3].isdigit():
+            raise ValueError(f"not a SEPO group key: {prompt!r} (expected game/pool/opponent/seed)")
+        return cls(parts[0], parts[1], parts[2], int(parts[3]))
+
+
+def group_keys(params: Params, game: str, mode: str, seed: int) -> list[GroupKey]:
+    """Every group of a run's dataset: ``seeds_per_opponent`` per opponent of each training pool."""
+    keys = []
+    for pool in training_pools(mode):
+        for opponent in params.games[game].pools.of(pool):
+            for index in range(params.sepo.seeds_per_opponent):
+                group_seed = derived_seed("sepo", seed, game, pool, opponent, index)
+                keys.append(GroupKey(game, pool, opponent, group_seed))
+    return keys
+
+
+def auxiliary_keys(params: Params, game: str, seed: int, step: int, index: int) -> list[GroupKey]:
+    """The auxiliary episodes credited to rollout ``index`` of ``step``: one per auxiliary pool.
+
+    Their seeds (and hence opponents) are functions of (seed, step, index)
+    only: two batches whose credited episodes differ get the same auxiliary
+    episodes, which is why this penalty carries no signal about the credited
+    rollout's actions.
+    """
+    keys = []
+    for pool in AUXILIARY_POOLS:
+        aux_seed = derived_seed("sepo-auxiliary", seed, game, step, index, pool)
+        opponents = params.games[game].pools.of(pool)
+        keys.append(GroupKey(game, pool, opponents[aux_seed % len(opponents)], aux_seed))
+    return keys

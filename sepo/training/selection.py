@@ -1,0 +1,92 @@
+"""Model selection: the checkpoint with the best training-pool safety J (SPEC section 5).
+
+"Training pools" are the pools SEPO trains against (train, exploit,
+collusive); the shift pool stays held out for evaluation.  J is SPEC
+section 4's safety with the domain's report weights, so selection ranks
+checkpoints by the number the evaluation reports.  Every checkpoint plays
+the same episodes (same seeds, same sampling seed), so differences between
+checkpoints are the policy's, not the dice's.  Ties go to the earlier
+checkpoint, the one closer to the SFT policy.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sepo.config import Params
+from sepo.metrics import safety
+from sepo.rollout import EpisodeSpec, play_episodes
+from sepo.training.checkpoints import complete_checkpoints
+from sepo.training.groups import TRAINING_POOLS, derived_seed
+from sepo.training.rollout import sampling_settings
+
+#: checkpoint files that restore training, not the policy
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Each checkpoint's training-pool J and the chosen one."""
+
+    scores: dict[int, float]
+    best_step: int
+    best_path: Path
+
+
+def selection_specs(params: Params, game: str, episodes: int, seed: int) -> list[EpisodeSpec]:
+    """The episodes every checkpoint is scored on: ``episodes`` per training-pool opponent."""
+    built = params.game(game)
+    return [EpisodeSpec(built, opponent, pool,
+                        derived_seed("sepo-selection", seed, game, pool, opponent.name, i))
+            for pool in TRAINING_POOLS for opponent in params.pool(game, pool) for i in range(episodes)]
+
+
+def training_pool_safety(params: Params, game: str, model, tokenizer) -> float:
+    """Safety J of ``model`` on the selection episodes."""
+    from sepo.policies.model import ModelPolicy
+
+    seed = params.sepo.seed
+    policy = ModelPolicy(model, tokenizer, sampling_settings(params),
+                         seed=derived_seed("sepo-selection-sampling", seed))
+    was_training = model.training
+    model.eval()
+    try:
+        played = play_episodes(selection_specs(params, game, params.sepo.selection_episodes, seed), policy,
+                               batch_size=params.generation.batch_size)
+    finally:
+        model.train(was_training)
+    weights = params.games[game].report_weights.model_dump()
+    return safety(params.game(game), [p.record for p in played], weights)
+
+
+def load_adapter(model, checkpoint: str | Path) -> None:
+    """Put a checkpoint's LoRA weights into ``model`` (a PEFT model with the same adapter config)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+
+
+def select_checkpoint(params: Params, game: str, model, tokenizer, checkpoints: str | Path) -> Selection:
+    """Score every complete checkpoint in ``checkpoints``; ``model`` ends holding the last one's weights."""
+    found = complete_checkpoints(checkpoints)
+    if not found:
+        raise ValueError(f"no complete checkpoint in {checkpoints}")
+    scores: dict[int, float] = {}
+    for step, path in found:
+        load_adapter(model, path)
+        scores[step] = training_pool_safety(params, game, model, tokenizer)
+    best_step = max(scores, key=lambda s: (scores[s], -s))
+    return Selection(scores=scores, best_step=best_step, best_path=dict(found)[best_step])
+
+
+def export_policy(checkpoint: str | Path, out: str | Path) -> None:
+    """Copy a checkpoint's adapter and tokenizer (not its optimizer or RNG state) to ``out``."""
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for file in Path(checkpoint).iterdir():
+        if file.is_file() and file.name not in TRAINING_STATE_FILES and not file.name.startswith("rng_state"):
+            shutil.copy2(file, out / file.name)

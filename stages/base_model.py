@@ -1,0 +1,65 @@
+"""DVC stage `base_model`: the policy's starting point (SPEC section 7).
+
+    python stages/base_model.py --params params.yaml --data data/sft --out data/models/base
+
+``model.base: tiny`` trains a byte-level BPE tokenizer on the SFT corpus (the
+rows the ``sft`` stage trains on) and builds a randomly initialised Qwen3 of
+``model.tiny``'s sizes; both are saved with ``save_pretrained``
+(safetensors).  A Hub id is only recorded (``hub_model.json``: id, revision,
+trust_remote_code): nothing is downloaded here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sepo.config import load_params
+from sepo.errors import ConfigError
+
+TINY = "tiny"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--data", default="data/sft", help="SFT datasets folder (default: data/sft)")
+    parser.add_argument("--out", default="data/models/base", help="output folder (default: data/models/base)")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        out = Path(args.out)
+        if params.model.base == TINY:
+            from sepo.models.tiny import build_tiny_model, chat_texts, train_tokenizer
+            from sepo.sft import corpus_conversations, sft_examples
+
+            examples = sft_examples(args.data, params, "train")
+            tokenizer = train_tokenizer(chat_texts(corpus_conversations(examples)), params.model.tiny.vocab_size,
+                                        params.model.tiny.max_token_length)
+            model = build_tiny_model(tokenizer, params.model.tiny, params.model.seed)
+            shutil.rmtree(out, ignore_errors=True)
+            tokenizer.save_pretrained(out)
+            model.save_pretrained(out)
+            size = sum(p.numel() for p in model.parameters())
+            print(f"tiny Qwen3: {size:,} parameters, vocabulary {len(tokenizer)}, "
+                  f"tokenizer trained on {len(examples):,} examples -> {out}")
+        else:
+            from sepo.models.loading import HubReference, looks_like_hub_id
+
+            if not looks_like_hub_id(params.model.base):
+                raise ConfigError(f"model.base: expected 'tiny' or a Hub id 'owner/name', got {params.model.base!r}")
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            HubReference(params.model.base, params.model.revision, params.model.trust_remote_code).write(out)
+            print(f"recorded {params.model.base}@{params.model.revision} -> {out}")
+    except ConfigError as exc:
+        print(f"base_model: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

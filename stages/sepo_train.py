@@ -1,0 +1,65 @@
+"""DVC stage `sepo@<game>`: SEPO-GRPO training of the SFT policy on one domain (SPEC section 5).
+
+    python stages/sepo_train.py --game ipd --model data/models/sft \
+        --checkpoints data/checkpoints/sepo/ipd --out data/models/sepo/ipd \
+        --metrics metrics/sepo/ipd.json --plots plots/sepo/ipd
+
+Trains a LoRA adapter with TRL's GRPOTrainer (params ``sepo``, ``penalty``,
+``grpo``, ``generation``), checkpointing every ``sepo.save_steps`` into
+``--checkpoints`` (kept across runs: a rerun after a crash resumes from the
+last complete checkpoint of the same run), scores every checkpoint on the
+training pools and writes the best one's adapter and tokenizer to ``--out``
+(``from_pretrained`` loads it on the SFT model), a summary to ``--metrics``
+and the per-step log ``steps.tsv`` to ``--plots``.  Params are validated
+before anything is written: a bad key or value is one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sepo.config import load_params
+from sepo.errors import ConfigError, unknown_name
+from sepo.io import write_json_atomic, write_text_atomic
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--game", required=True, help="domain to train on")
+    parser.add_argument("--model", default="data/models/sft",
+                        help="SFT model folder (default: data/models/sft)")
+    parser.add_argument("--checkpoints", required=True, help="persistent checkpoint folder of this run")
+    parser.add_argument("--out", required=True, help="folder of the selected adapter")
+    parser.add_argument("--metrics", required=True, help="summary JSON")
+    parser.add_argument("--plots", required=True, help="folder of the step log steps.tsv")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        if args.game not in params.games:
+            raise unknown_name("game", args.game, params.games)
+        from sepo.models.loading import resolve_model_source
+        from sepo.training.run import RunPlan, history_tsv, train_and_select
+
+        resolve_model_source(args.model, params.model.trust_remote_code)
+        plan = RunPlan.from_params(params, args.game)
+    except ConfigError as exc:
+        print(f"sepo: error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
+    result = train_and_select(params, plan, args.model, args.checkpoints, args.out)
+    write_json_atomic(args.metrics, {"game": args.game, **result.summary})
+    write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
+    selection = result.summary["selection"]
+    print(f"sepo {args.game}: {result.summary['steps']} steps ({plan.mode}, {plan.scale_rewards} scaling); "
+          f"best checkpoint step {selection['best_step']} "
+          f"(training-pool J {selection['training_pool_safety'][str(selection['best_step'])]:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The model policy: batched sampling, prefix reuse, the constrained fallback, loading errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sepo.cli import main
+from sepo.errors import ConfigError
+from sepo.evaluation import evaluate_policy
+from sepo.models.loading import load_model_and_tokenizer
+from sepo.policies.model import ModelPolicy, SamplingSettings, reply_is_complete
+from sepo.rollout import DecisionRequest, EpisodeSpec, play_episodes
+from tests.model_fixtures import GAMES, PARAMS, ROOT, tiny_model_dir
+
+GREEDY = SamplingSettings(max_new_tokens=12, greedy=True)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tmp_path_factory):
+    return load_model_and_tokenizer(tiny_model_dir(str(tmp_path_factory.getbasetemp())))
+
+
+def mixed_specs(per_game: int = 2) -> list[EpisodeSpec]:
+    return [EpisodeSpec(PARAMS.game(game), PARAMS.pool(game, pool)[0], pool, seed)
+            for game in GAMES for seed, pool in enumerate(("train", "exploit")[:per_game])]
+
+
+def transcript(played) -> list[list[tuple[tuple[int, ...], str, bool]]]:
+    return [[(tuple(r.extras["token_ids"]), r.action, r.valid) for r in p.replies] for p in played]
+
+
+class ForcedToken(torch.nn.Module):
+    """A model that puts +100 on one token's logit: it writes that token and nothing else."""
+
+    def __init__(self, model, token_id: int) -> None:
+        super().__init__()
+        self.inner = model
+        self.config = model.config
+        self.generation_config = model.generation_config
+        self.token_id = token_id
+
+    def forward(self, **kwargs):
+        out = self.inner(**kwargs)
+        out.logits[..., self.token_id] += 100.0
+        return out
+
+
+def test_greedy_evaluation_is_exactly_reproducible(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    runs = [evaluate_policy(PARAMS, "kuhn", ModelPolicy(model, tokenizer, GREEDY), episodes=1, seed=3)
+            for _ in range(2)]
+    assert runs[0][0] == runs[1][0]
+    assert transcript(runs[0][1]) == transcript(runs[1][1])
+
+
+def test_sampling_with_the_same_seed_replays_the_same_replies(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    sampling = SamplingSettings(max_new_tokens=8)
+    played = [play_episodes(mixed_specs(1), ModelPolicy(model, tokenizer, sampling, seed=5)) for _ in range(2)]
+    other = play_episodes(mixed_specs(1), ModelPolicy(model, tokenizer, sampling, seed=6))
+    assert transcript(played[0]) == transcript(played[1])
+    assert transcript(played[0]) != transcript(other)
+
+
+def test_lockstep_batch_gives_the_same_greedy_replies_as_one_episode_at_a_time(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    specs = mixed_specs()
+    batched_policy = ModelPolicy(model, tokenizer, GREEDY)
+    batched = play_episodes(specs, batched_policy, batch_size=7)
+    alone = [play_episodes([spec], ModelPolicy(model, tokenizer, GREEDY))[0] for spec in specs]
+    assert transcript(batched) == transcript(alone)
+    assert [p.record for p in batched] == [p.record for p in alone]
+    assert batched_policy._prefixes == {}  # every finished episode's cache was freed
+
+
+def test_prefix_reuse_changes_nothing_but_the_cost(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    fresh = ModelPolicy(model, tokenizer, GREEDY)
+    fresh.reuses_prefixes = False
+    assert transcript(play_episodes(mixed_specs(), ModelPolicy(model, tokenizer, GREEDY))) == \
+        transcript(play_episodes(mixed_specs(), fresh))
+
+
+def test_replies_carry_their_token_ids_and_logprobs(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    policy = ModelPolicy(model, tokenizer, SamplingSettings(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0))
+    played = play_episodes(mixed_specs(1)[:1], policy)[0]
+    reply = played.replies[0]
+    prompt = tokenizer(policy.render(played.messages[:2]), add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + reply.extras["token_ids"]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+    expected = [logprobs[len(prompt) - 1 + k, t].item() for k, t in enumerate(reply.extras["token_ids"])]
+    assert reply.extras["logprobs"] == pytest.approx(expected, abs=1e-4)
+    assert tokenizer.decode(reply.extras["token_ids"], skip_special_tokens=True).rstrip() == reply.text
+
+
+@pytest.mark.parametrize("game", ["ipd", "kuhn"])
+def test_garbage_replies_all_fall_back_to_legal_actions(model_and_tokenizer, game):
+    model, tokenizer = model_and_tokenizer
+    garbage = ForcedToken(model, tokenizer.convert_tokens_to_ids("~"))
+    policy = ModelPolicy(garbage, tokenizer, SamplingSettings(max_new_tokens=5))
+    result, played = evaluate_policy(PARAMS, game, policy, episodes=1, seed=0)
+    decisions = [d for p in played for d in p.record.decisions]
+    assert all(d.reply == "~~~~~" and not d.valid and d.action in d.legal_actions for d in decisions)
+    assert result["metrics"]["invalid_rate"]["value"] == 1.0
+    # the fallback is the legal action the model scores highest after "Action: "
+    for p in played[:3]:
+        request = DecisionRequest(0, PARAMS.game(game), None, p.messages[:2], 0, None)
+        context = policy.render(request.messages) + "~~~~~\n"
+        scores = policy.action_log_scores([context], [p.record.decisions[0].legal_actions])[0]
+        assert p.record.decisions[0].action == max(scores, key=scores.__getitem__)
+
+
+def test_action_scores_equal_a_plain_forward_pass(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    policy = ModelPolicy(model, tokenizer, GREEDY)
+    played = play_episodes(mixed_specs(1), policy)
+    contexts, legal = [], []
+    for p in played:
+        contexts.append(policy.render(p.messages[:-1]))
+        legal.append(p.record.decisions[-1].legal_actions[:6])
+    scores = policy.action_log_scores(contexts, legal)
+    for context, actions, scored in zip(contexts, legal, scores, strict=True):
+        prefix = tokenizer(context + "Action:", add_special_tokens=False)["input_ids"]
+        for action in actions:
+            full = tokenizer(context + "Action: " + action, add_special_tokens=False)["input_ids"]
+            start = next(k for k, (a, b) in enumerate(zip([*prefix, -1], full, strict=False)) if a != b)
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
+            expected = sum(logprobs[k - 1, full[k]].item() for k in range(start, len(full)))
+            assert scored[action] == pytest.approx(expected, abs=1e-3)
+
+
+def test_action_probabilities_are_a_distribution_over_the_legal_actions(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    policy = ModelPolicy(model, tokenizer, GREEDY)
+    played = play_episodes(mixed_specs(1)[-1:], policy)[0]  # a Kuhn episode
+    requests = [DecisionRequest(0, PARAMS.game("kuhn"), d, played.messages[:2], 0, None)
+                for d in [played.record.decisions[0]]]
+    requests[0].view = type("View", (), {"legal_actions": played.record.decisions[0].legal_actions})()
+    probabilities = policy.action_probabilities(requests)[0]
+    assert set(probabilities) == set(played.record.decisions[0].legal_actions)
+    assert math.isclose(sum(probabilities.values()), 1.0, rel_tol=1e-9)
+    assert all(0 < p < 1 for p in probabilities.values())
+
+
+@pytest.mark.parametrize("text, complete", [
+    ("Round 1.\nAction: DEFECT\n", True),
+    ("Round 1.\nAction: DEFECT", False),  # the line may still grow
+    ("Action:\n", False),  # no value yet
+    ("<think>\nAction: BET\n", False),  # inside an unclosed think block
+    ("<think>Action: BET</think>\nAction: CHECK\n", True),
+    ("**Action:** LOW\n", True),
+])
+def test_a_reply_is_complete_once_its_action_line_ends(text, complete):
+    assert reply_is_complete(text) is complete
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/no/such/model", "model path not found: /no/such/model"),
+    ("./relative/missing", "model path not found: ./relative/missing"),
+])
+def test_a_missing_model_path_is_one_clear_line(path, message):
+    with pytest.raises(ConfigError) as error:
+        load_model_and_tokenizer(path)
+    assert str(error.value) == message
+
+
+def test_a_hub_id_while_offline_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as error:
+        load_model_and_tokenizer("sepo-tests/no-such-model")
+    assert "\n" not in str(error.value)
+    assert str(error.value).startswith("cannot load model 'sepo-tests/no-such-model'")
+
+
+def test_cli_evaluates_a_model_policy_and_reports_a_missing_one(tmp_path, capsys):
+    small = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("max_new_tokens: 64", "max_new_tokens: 4")
+    small.write_text(text)
+    model_dir = tiny_model_dir(str(tmp_path.parent))
+    out = tmp_path / "eval.json"
+    assert main(["--params", str(small), "evaluate", "--policy", f"model:{model_dir}", "--game", "negotiation",
+                 "--episodes", "1", "--out", str(out)]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["--params", str(small), "evaluate", "--policy", "model:/no/model", "--game", "ipd"]) == 2
+    assert capsys.readouterr().err == "sepo: error: model path not found: /no/model\n"

@@ -1,0 +1,79 @@
+"""SFT: corpus selection from the dataset files, and the LoRA path trained, saved and reloaded."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from sepo.errors import ConfigError
+from sepo.models.loading import load_model_and_tokenizer
+from sepo.sft import domain_examples, train_sft
+from tests.model_fixtures import PARAMS, scripted_chats, tiny_model_dir
+
+
+def decision_rows(chats) -> list[dict]:
+    """One row per assistant reply: the chat before it and the reply, as the datasets store them."""
+    rows = []
+    for number, chat in enumerate(chats):
+        game = "ipd" if "prisoner" in chat[0]["content"] else "other"
+        for k in range(2, len(chat), 2):
+            rows.append({"game": game, "episode_id": f"e{number}", "prompt": list(chat[:k]),
+                         "completion": [chat[k]]})
+    return rows
+
+
+def write_dataset(folder, rows) -> None:
+    folder.mkdir(parents=True)
+    for split in ("train", "valid"):
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}.parquet")
+
+
+def test_episode_corpus_keeps_each_episodes_longest_example(tmp_path):
+    chats = [c for c in scripted_chats() if "prisoner" in c[0]["content"]][:3]
+    rows = decision_rows(chats)
+    write_dataset(tmp_path / "ipd_only", rows[::-1])  # any row order
+    data = PARAMS.data.model_copy(update={"datasets": {"ipd_only": PARAMS.data.datasets["multi"].model_copy(
+        update={"games": ["ipd"]})}})
+
+    def params(corpus: str):
+        return PARAMS.model_copy(update={"data": data, "sft": PARAMS.sft.model_copy(
+            update={"datasets": ["ipd_only"], "corpus": corpus})})
+
+    assert len(domain_examples(tmp_path, params("decisions"), "train", None)["ipd"]) == len(rows)
+    episodes = domain_examples(tmp_path, params("episodes"), "train", None)["ipd"]
+    whole = {json.dumps(e["prompt"] + e["completion"]) for e in episodes}
+    assert whole == {json.dumps(list(c)) for c in chats}
+    with pytest.raises(ConfigError, match="has only 3 ipd episodes, fewer than 4"):
+        domain_examples(tmp_path, params("episodes"), "train", 4)
+
+
+def test_lora_adapter_trains_saves_and_reloads_to_the_same_outputs(tmp_path):
+    base = tiny_model_dir(str(tmp_path.parent))
+    model, tokenizer = load_model_and_tokenizer(base)
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in decision_rows(scripted_chats()[:2])]
+    sft = PARAMS.sft.model_copy(update={
+        "method": "lora", "completion_only_loss": True, "corpus": "decisions", "max_steps": 3,
+        "per_device_train_batch_size": 2, "learning_rate": 1e-2, "logging_steps": 1, "save_steps": 3,
+        "lora": PARAMS.sft.lora.model_copy(update={"r": 4, "alpha": 8})})
+    probe = torch.tensor([tokenizer(tokenizer.apply_chat_template(rows[0]["prompt"], tokenize=False),
+                                    add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        before = model(input_ids=probe).logits
+    summary, history, trained = train_sft(model, tokenizer, sft, rows[:8], [], tmp_path / "adapter")
+    assert summary["steps"] == 3 and len([h for h in history if "loss" in h]) == 3
+    assert 0 < summary["trainable_parameters"] < sum(p.numel() for p in trained.parameters())
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    trained.eval()
+    with torch.no_grad():
+        after = trained(input_ids=probe).logits
+    assert not torch.allclose(before, after)  # the adapter learned something
+    for merge in (False, True):
+        reloaded, _ = load_model_and_tokenizer(tmp_path / "adapter", merge_adapter=merge)
+        with torch.no_grad():
+            again = reloaded(input_ids=probe).logits
+        assert torch.allclose(after, again, atol=1e-5)

@@ -1,0 +1,66 @@
+"""The ablation: the paired per_rollout − none difference by hand, and a whole (tiny) ablation run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sepo.config import load_params, parse_params
+from sepo.games.protocol import play_scripted_episode
+from sepo.metrics import exploit_pool_advantage
+from sepo.training.ablation import paired_difference, plot_components, run_ablation
+from tests.test_training_chat_tokens import tiny_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def _episodes(agent: str, seeds: range) -> list:
+    game = PARAMS.game("ipd")
+    return [play_scripted_episode(game, PARAMS.strategy("ipd", agent), PARAMS.strategy("ipd", opponent), seed,
+                                  "exploit")
+            for opponent in ("AlwaysDefect", "AlternatingDefect") for seed in seeds]
+
+
+def test_paired_difference_by_hand():
+    game = PARAMS.game("ipd")
+    treated, control = _episodes("TitForTat", range(3)), _episodes("AlwaysCooperate", range(3))
+    difference = paired_difference(game, treated, control, exploit_pool_advantage, samples=200,
+                                   confidence=0.95, seed=0)
+    # TitForTat: 5/8 against AlwaysDefect, 0 against AlternatingDefect (they trade 0/5 and 5/0);
+    # AlwaysCooperate: 5 against AlwaysDefect, (32 - 12) / 8 = 2.5 against AlternatingDefect
+    assert difference["value"] == pytest.approx((5 / 8 + 0.0) / 2 - (5.0 + 2.5) / 2)
+    # deterministic agents: every resample is the same, so the interval is the point
+    assert difference["ci_low"] == pytest.approx(difference["value"])
+    assert difference["ci_high"] == pytest.approx(difference["value"])
+    with pytest.raises(ValueError, match="same pools, opponents and seeds"):
+        paired_difference(game, treated, control[::-1], exploit_pool_advantage, samples=10, confidence=0.9,
+                          seed=0)
+
+
+@pytest.mark.slow
+def test_a_tiny_ablation_reports_exact_zero_penalty_gradients_for_constant_and_none(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["kuhn"]["rounds"] = 2
+    raw["sepo"].update(groups_per_step=1, num_threads=1)
+    raw["generation"]["max_new_tokens"] = 8
+    raw["eval"]["bootstrap_samples"] = 50
+    arms = [{"mode": mode, "scale_rewards": "batch"} for mode in ("per_rollout", "constant", "none")]
+    raw["ablation"].update(games=["kuhn"], max_steps=2, eval_episodes=1, runs=arms, workers=2)
+    params = parse_params(raw)
+    histories: dict[str, dict] = {}
+
+    def keep_history(game, arm, result):
+        histories.setdefault(game, {})[arm] = result.history
+
+    table = run_ablation(params, tiny_model_dir(), on_arm=keep_history)
+    kuhn = table["kuhn"]
+    assert set(kuhn) == {"sft", "per_rollout-batch", "constant-batch", "none-batch", "per_rollout_minus_none"}
+    for arm in ("constant-batch", "none-batch"):
+        assert kuhn[arm]["penalty_grad_norm"] == {"mean": 0.0, "max": 0.0}
+    assert [row["step"] for row in histories["kuhn"]["none-batch"]] == [1, 2]
+    assert {"value", "ci_low", "ci_high"} <= set(kuhn["per_rollout-batch"]["exploit"])
+    plot_components(histories, tmp_path / "components.png")
+    assert (tmp_path / "components.png").stat().st_size > 0

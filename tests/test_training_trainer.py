@@ -1,0 +1,113 @@
+"""One GRPO batch through the real trainer: constant == none exactly; per_rollout moves the penalty.
+
+The batch is three IPD groups (train, exploit, collusive pools) whose four
+rollouts are played by four different scripted agents, so every group has
+rewards that differ; the loss is TRL's, on a tiny random model with a fresh
+LoRA adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sepo.config import parse_params
+from sepo.rollout import AgentReply, DecisionRequest
+from sepo.training.groups import GroupKey
+from sepo.training.run import RunPlan, build_trainer, load_policy_model
+from tests.test_training_chat_tokens import tiny_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = ("AlwaysCooperate", "AlwaysDefect", "TitForTat", "AlternatingDefect")
+GROUP_SIZE = len(AGENTS)
+KEYS = (GroupKey("ipd", "train", "TitForTat", 11), GroupKey("ipd", "exploit", "AlwaysDefect", 12),
+        GroupKey("ipd", "collusive", "AlwaysCooperate", 13))
+
+
+def training_params(**sepo):
+    """The committed params with this batch's shape, 4-round IPD and short replies (short sequences)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["ipd"]["rounds"] = 4
+    raw["generation"]["max_new_tokens"] = 16
+    raw["sepo"].update({"groups_per_step": len(KEYS), "num_threads": 1, **sepo})
+    raw["grpo"]["num_generations"] = GROUP_SIZE
+    return parse_params(raw)
+
+
+class RolloutIndexAgents:
+    """Rollout ``i`` of every group is played by scripted ``AGENTS[i % G]``: groups with varied rewards."""
+
+    def __init__(self, params) -> None:
+        self.strategies = [params.strategy("ipd", name) for name in AGENTS]
+
+    def decide(self, requests: Sequence[DecisionRequest]) -> list[AgentReply]:
+        replies = []
+        for r in requests:
+            action = self.strategies[r.episode_index % GROUP_SIZE].act(r.view, r.agent_rng)
+            replies.append(AgentReply(text=f"I weigh the history.\nAction: {action}", action=action))
+        return replies
+
+
+def scored_batch(mode: str, scale: str, folder: Path):
+    """(trainer, TRL's scored batch) for the fixed groups under ``mode`` and ``scale``."""
+    params = training_params()
+    plan = RunPlan.from_params(params, "ipd", mode=mode, scale_rewards=scale, max_steps=1)
+    model, tokenizer = load_policy_model(params, tiny_model_dir())
+    trainer = build_trainer(params, plan, model, tokenizer, folder,
+                            policy_factory=lambda _trainer, _seed: RolloutIndexAgents(params))
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = [{"prompt": key.prompt} for key in KEYS for _ in range(GROUP_SIZE)]
+    return trainer, trainer._generate_and_score_completions(inputs)
+
+
+def loss_gradient(trainer, batch) -> list[torch.Tensor]:
+    """The gradient of the training loss w.r.t. the adapter (what the optimizer would step on)."""
+    torch.manual_seed(0)  # the same LoRA dropout masks for every mode
+    loss = trainer.compute_loss(trainer.model, batch)
+    return list(torch.autograd.grad(loss, [p for p in trainer.model.parameters() if p.requires_grad]))
+
+
+@pytest.mark.parametrize("scale", ["batch", "group"])
+def test_constant_penalties_give_the_advantages_and_gradient_of_payoff_only(tmp_path, scale):
+    modes = ("none", "constant", "per_rollout")
+    results = {mode: scored_batch(mode, scale, tmp_path / mode) for mode in modes}
+    advantages = {mode: batch["advantages"] for mode, (_, batch) in results.items()}
+    gradients = {mode: loss_gradient(trainer, batch) for mode, (trainer, batch) in results.items()}
+    torch.testing.assert_close(advantages["constant"], advantages["none"], rtol=1e-5, atol=1e-6)
+    for constant, none in zip(gradients["constant"], gradients["none"], strict=True):
+        torch.testing.assert_close(constant, none, rtol=1e-4, atol=1e-7)
+    # the batch has signal: per-rollout penalties do change the advantages and the gradient
+    assert not torch.allclose(advantages["per_rollout"], advantages["none"], atol=1e-3)
+    pairs = zip(gradients["per_rollout"], gradients["none"], strict=True)
+    assert any(not torch.allclose(p, n, atol=1e-6) for p, n in pairs)
+    assert sum(float(g.abs().sum()) for g in gradients["none"]) > 0
+
+
+def test_penalty_gradient_norm_is_zero_for_constant_and_none_and_positive_per_rollout(tmp_path):
+    norms = {}
+    for mode in ("none", "constant", "per_rollout"):
+        trainer, batch = scored_batch(mode, "batch", tmp_path / mode)
+        trainer.compute_loss(trainer.model, batch)
+        norms[mode] = trainer._metrics["train"]["penalty_grad_norm"][-1]
+    assert norms["none"] == 0.0 and norms["constant"] == 0.0
+    assert norms["per_rollout"] > 0.0
+
+
+def test_step_diagnostics_from_the_batch(tmp_path):
+    trainer, batch = scored_batch("per_rollout", "batch", tmp_path)
+    logged = {key: values[-1] for key, values in trainer._metrics["train"].items()}
+    assert logged["invalid_rate"] == 0.0  # scripted replies always parse
+    assert logged["zero_std_share"] == 0.0  # four different agents in every group
+    assert logged["measured/collusion"] == pytest.approx(np.mean([0.0, 1.0, 0.0, 0.5]))
+    assert logged["rewards/exploit/mean"] > 0
+    assert batch["penalty_advantages"].shape == batch["advantages"].shape
+    assert batch["tool_mask"].sum() < batch["completion_mask"].sum()  # environment turns are masked out
+    trainer.compute_loss(trainer.model, batch)
+    # a fresh adapter (B = 0) is the SFT policy itself: the KL to the reference starts at 0
+    assert trainer._metrics["train"]["kl"][-1] == pytest.approx(0.0, abs=1e-6)
