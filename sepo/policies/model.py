@@ -20,8 +20,10 @@ Exact choices, written down because results depend on them:
   smallest set whose probability reaches top_p), from one ``torch.Generator``
   seeded at construction; ``greedy`` takes the arg-max instead.
 - Stop rule: a row stops at an end-of-sequence id of the tokenizer or the
-  generation config, at ``max_new_tokens``, or when a line of the reply that
-  ends in a newline is an ``Action:`` line with a value.  Inside an unclosed
+  generation config or any special added token (a reply never holds a turn
+  marker: a model that writes ``<|im_start|>`` has run into the next turn),
+  at ``max_new_tokens``, or when a line of the reply that ends in a newline
+  is an ``Action:`` line with a value.  Inside an unclosed
   ``<think>`` block no ``Action:`` line stops the row (the parser only reads
   text after ``</think>``).
 - Reply text: the generated tokens decoded without special tokens, trailing
@@ -369,9 +371,11 @@ class ModelPolicy:
         return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
 
     def _stop_ids(self) -> set[int]:
+        """End-of-sequence ids and every special added token: a reply holds no turn markers."""
         configured = self.model.generation_config.eos_token_id
         ids = set(configured if isinstance(configured, list) else [configured])
         ids.add(self.tokenizer.eos_token_id)
+        ids.update(i for i, token in self.tokenizer.added_tokens_decoder.items() if token.special)
         return {i for i in ids if i is not None}
 
 
