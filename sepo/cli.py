@@ -42,31 +42,27 @@ def _games(arg: str) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from sepo.evaluation import evaluate_policy, kuhn_strategy_report
+    from sepo.evaluation import evaluate_games, evaluate_policy, with_audit_fields
 
     params = load_params(args.params)
     games = _games(args.game)
-    if args.policy.startswith("model:"):  # one model plays every domain: load it once
-        model_policy = resolve_policy(params, games[0], args.policy)
-        policies = dict.fromkeys(games, model_policy)
+    settings = {"episodes": args.episodes, "seed": args.seed, "batch_size": params.generation.batch_size}
+    if args.policy.startswith("model:"):  # one model plays every domain: load it once, all domains in lockstep
+        policy = resolve_policy(params, games[0], args.policy)
+        policies = dict.fromkeys(games, policy)
+        played = evaluate_games(params, games, policy, **settings)
+        results = {g: with_audit_fields(params, g, policy, played[g][0]) for g in games}
     else:
         policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
-    results = {}
-    for game in games:
-        result, _ = evaluate_policy(params, game, policies[game], episodes=args.episodes, seed=args.seed,
-                                    batch_size=params.generation.batch_size)
-        strategy = getattr(policies[game], "strategy", None)
-        if game == "kuhn" and hasattr(strategy, "policy_table"):
-            alpha = params.games["kuhn"].strategies.get("NashApprox", {}).get("alpha", 1 / 3)
-            result["kuhn"] = kuhn_strategy_report(strategy.policy_table(), alpha)
-        results[game] = result
+        results = {g: with_audit_fields(params, g, policies[g], evaluate_policy(params, g, policies[g], **settings)[0])
+                   for g in games}
     output = {"policy": args.policy, "profile": params.profile, "games": results}
     if args.out:
         write_json_atomic(args.out, output)
     for game, result in results.items():
         m = result["metrics"]
         print(f"{game:18s} " + "  ".join(f"{k}={m[k]['value']:.3f}" for k in
-                                        ("pay", "exploit", "collusion", "externality", "safety")))
+                                        ("pay", "exploit", "collusion", "externality", "safety", "invalid_rate")))
 
 
 def cmd_play(args: argparse.Namespace) -> None:

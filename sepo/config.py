@@ -76,6 +76,12 @@ class EvalParams(_Strict):
     seed: int = Field(ge=0, description="base seed of the evaluation episodes")
     bootstrap_samples: int = Field(gt=0, description="bootstrap resamples for the confidence intervals")
     confidence: float = Field(gt=0, lt=1, description="confidence level of the intervals")
+    num_threads: int = Field(default=0, ge=0, description="torch CPU threads of a model evaluation; 0 keeps "
+                             "torch's default (one is fastest for the tiny model beside other stages)")
+    references: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="scripted reference rows of the report, per domain: role (e.g. 'equilibrium', "
+        "'reciprocal') -> strategy name; evaluated like any policy")
 
 
 class SFTDatasetParams(_Strict):
@@ -175,7 +181,7 @@ class SFTParams(_Strict):
         "reply (only with the whole-sequence loss); 'decisions': every decision's example")
     examples_per_domain: dict[str, int] = Field(
         description="train examples taken per domain (every domain of the datasets, a positive count), in "
-        "the order of its dataset's shuffled file")
+        "the order of its dataset's shuffled file; beyond the file's examples they repeat")
     valid_examples_per_domain: int = Field(ge=0, description="valid examples per domain for the eval loss")
     method: Literal["full", "lora"] = Field(description="full fine-tuning (the tiny model, whose base is "
                                             "random) or LoRA adapters (Hub models)")
@@ -275,6 +281,12 @@ class GRPOParams(_Strict):
     max_grad_norm: float = Field(gt=0, description="gradient clipping norm")
     game_overrides: dict[str, GRPOGameOverrides] = Field(
         default_factory=dict, description="domain -> hyperparameters that differ for it")
+    use_vllm: bool = Field(default=False, description="passed to TRL: it starts vLLM (the 'gpu' extra) and "
+                           "syncs the weights into it every step; the lockstep rollouts still sample with the "
+                           "training model unless a policy_factory uses trainer.vllm_generation")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate", description="with use_vllm: 'colocate' runs vLLM inside each training process, "
+        "'server' talks to a separately started `trl vllm-serve`")
 
     def for_game(self, game: str) -> GRPOParams:
         """These params with ``game``'s overrides applied."""
@@ -368,6 +380,13 @@ class Params(_Strict):
                     if name not in known:
                         raise ConfigError(f"games.{game}.{section}.{name}: "
                                           f"{unknown_name(f'{game} strategy', name, known)}")
+        for game, roles in self.eval.references.items():
+            if game not in GAME_NAMES:
+                raise ConfigError(f"eval.references.{game}: {unknown_name('game', game, GAME_NAMES)}")
+            for role, name in roles.items():
+                if name not in strategy_names(game):
+                    raise ConfigError(f"eval.references.{game}.{role}: "
+                                      f"{unknown_name(f'{game} strategy', name, strategy_names(game))}")
         missing = [g for g in GAME_NAMES if g not in self.games]
         if missing:
             raise ConfigError(f"games: missing domain(s) {', '.join(missing)}; "

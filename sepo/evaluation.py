@@ -9,13 +9,15 @@ never changes another opponent's episodes and a run is reproducible.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepo.config import Params
-from sepo.games.protocol import POOLS
+from sepo.games.kuhn import infoset_key
+from sepo.games.protocol import POOLS, Game, SeatView
 from sepo.metrics import evaluate_episodes
-from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
+from sepo.rollout import AgentPolicy, DecisionRequest, EpisodeSpec, PlayedEpisode, play_episodes
 
 
 def episode_seed(base: int, game: str, pool: str, opponent: str, index: int) -> int:
@@ -40,21 +42,69 @@ def evaluate_policy(params: Params, game_name: str, policy: AgentPolicy, *, epis
                     seed: int | None = None, batch_size: int | None = None,
                     on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[PlayedEpisode]]:
     """All metrics of SPEC section 4 with bootstrap CIs, and the played episodes."""
+    return evaluate_games(params, [game_name], policy, episodes=episodes, seed=seed, batch_size=batch_size,
+                          on_step=on_step)[game_name]
+
+
+Evaluated = tuple[dict[str, Any], list[PlayedEpisode]]
+
+
+def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolicy, *, episodes: int | None = None,
+                   seed: int | None = None, batch_size: int | None = None,
+                   on_step: Callable[[int], None] | None = None) -> dict[str, Evaluated]:
+    """``evaluate_policy`` for several domains in one lockstep run: game -> (result, episodes).
+
+    All domains' episodes advance together, so a model policy pays for the
+    longest domain's rounds once instead of once per domain; each domain's
+    episodes and metrics are exactly those of evaluating it alone.
+    """
     episodes = params.eval.episodes if episodes is None else episodes
     seed = params.eval.seed if seed is None else seed
-    specs = evaluation_specs(params, game_name, episodes, seed)
-    played = play_episodes(specs, policy, batch_size=batch_size, on_step=on_step)
-    game = specs[0].game
-    metrics = evaluate_episodes(
-        game, [p.record for p in played], params.games[game_name].report_weights.model_dump(),
-        bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence, seed=seed)
-    result: dict[str, Any] = {
-        "game": game_name,
-        "episodes_per_opponent": episodes,
-        "seed": seed,
-        "metrics": metrics,
-    }
-    return result, played
+    specs = {g: evaluation_specs(params, g, episodes, seed) for g in game_names}
+    played = play_episodes([s for g in game_names for s in specs[g]], policy, batch_size=batch_size,
+                           on_step=on_step)
+    out, start = {}, 0
+    for game_name in game_names:
+        mine, start = played[start:start + len(specs[game_name])], start + len(specs[game_name])
+        metrics = evaluate_episodes(
+            specs[game_name][0].game, [p.record for p in mine], params.games[game_name].report_weights.model_dump(),
+            bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence, seed=seed)
+        out[game_name] = ({"game": game_name, "episodes_per_opponent": episodes, "seed": seed, "metrics": metrics},
+                          mine)
+    return out
+
+
+def kuhn_infoset_requests(game: Game) -> list[DecisionRequest]:
+    """One first-hand decision per Kuhn information set, in ``INFOSETS`` order (SPEC section 4).
+
+    Each is the chat a policy sees at the first hand of an episode holding
+    that card after that betting: the rules, then the hand's state with no
+    past hands.  The agent moves first in hand 1 of a real episode, so the
+    second-mover sets ("p", "b") are asked of a hand 1 in which the opponent
+    acts first; the state text is otherwise exactly the engine's.
+    """
+    from sepo.games.kuhn import FIRST_MOVER_BETTINGS, INFOSETS, betting_legal_actions
+
+    requests = []
+    for index, key in enumerate(INFOSETS):
+        card, betting = key[0], key[1:]
+        view = SeatView(game=game.name, round=1, rounds=game.rounds, private=card,
+                        public={"moves_first": betting in FIRST_MOVER_BETTINGS, "betting": betting},
+                        history=(), legal_actions=betting_legal_actions(betting))
+        messages = [{"role": "system", "content": game.rules_text()},
+                    {"role": "user", "content": game.state_text(view)}]
+        requests.append(DecisionRequest(index, game, view, messages, seed=index, agent_rng=random.Random(index)))
+    return requests
+
+
+def model_kuhn_policy_table(policy: Any, game: Game) -> dict[str, float]:
+    """P(BET or CALL) at each of the 12 information sets, from the model's action probabilities."""
+    from sepo.games.kuhn import aggressive_action
+
+    requests = kuhn_infoset_requests(game)
+    probabilities = policy.action_probabilities(requests)
+    return {infoset_key(r.view): p[aggressive_action(r.view.legal_actions)]
+            for r, p in zip(requests, probabilities, strict=True)}
 
 
 def kuhn_strategy_report(policy_table: dict[str, float], alpha: float) -> dict[str, Any]:
@@ -73,3 +123,41 @@ def kuhn_strategy_report(policy_table: dict[str, float], alpha: float) -> dict[s
         "frequencies": strategy_frequencies(policy_table),
         "equilibrium_frequencies": equilibrium_frequencies(alpha),
     }
+
+
+def policy_evaluation(params: Params, game_name: str, policy: AgentPolicy, *, name: str, source: str,
+                      batch_size: int | None = None,
+                      on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[PlayedEpisode]]:
+    """One row of the report: ``evaluate_policy`` plus ``with_audit_fields``."""
+    result, played = evaluate_policy(params, game_name, policy, batch_size=batch_size, on_step=on_step)
+    return with_audit_fields(params, game_name, policy, {"policy": name, "source": source, **result}), played
+
+
+def with_audit_fields(params: Params, game_name: str, policy: AgentPolicy, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` plus what is needed to recheck it and, for Kuhn, the exact strategy numbers.
+
+    Adds the profile, the payoff scale and the λ's of ``safety`` (so it can
+    be recomputed from the components), the sampling settings of a model
+    policy, and for Kuhn the 12-infoset policy table with its exact
+    NashConv, exploitability and key frequencies.  A scripted Kuhn strategy
+    gives its table directly; a model policy's is read from its action
+    probabilities at first-hand prompts.
+    """
+    game = params.game(game_name)
+    result = {"profile": params.profile, **result, "scale": game.scale,
+              "weights": params.games[game_name].report_weights.model_dump()}
+    if hasattr(policy, "action_probabilities"):
+        g = params.generation
+        result["generation"] = {"temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k,
+                                "max_new_tokens": g.max_new_tokens, "greedy": g.greedy, "seed": g.seed}
+    if game_name == "kuhn":
+        strategy = getattr(policy, "strategy", None)
+        if hasattr(strategy, "policy_table"):
+            table = strategy.policy_table()
+        elif hasattr(policy, "action_probabilities"):
+            table = model_kuhn_policy_table(policy, game)
+        else:
+            raise TypeError(f"{type(policy).__name__}: a Kuhn policy needs policy_table() or action_probabilities()")
+        alpha = params.games["kuhn"].strategies.get("NashApprox", {}).get("alpha", 1 / 3)
+        result["kuhn"] = kuhn_strategy_report(table, alpha)
+    return result

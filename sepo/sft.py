@@ -23,6 +23,7 @@ first rounds eight times over, for several times fewer tokens.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ CONVERSATION_COLUMNS = ("prompt", "completion")
 def domain_examples(data_dir: str | Path, params: Params, split: str,
                     per_domain: Mapping[str, int] | int | None) -> dict[str, list[dict[str, Any]]]:
     """game -> its first ``per_domain[game]`` (or ``per_domain``) examples of ``split``; all when None.
+
+    A count beyond the file's examples of a domain repeats them in order (an
+    extra epoch of that domain alone), so a small, hard domain can weigh more.
 
     With ``sft.corpus: episodes`` an episode's example is its last decision
     (the longest prompt), whose chat holds every earlier state and reply.
@@ -61,10 +65,11 @@ def domain_examples(data_dir: str | Path, params: Params, split: str,
             candidates = list(range(len(games)))
         for game in params.data.datasets[dataset].games:
             wanted = per_domain[game] if isinstance(per_domain, Mapping) else per_domain
-            rows = [i for i in candidates if games[i] == game][:wanted]
-            if wanted is not None and len(rows) < wanted:
-                raise ConfigError(f"sft.examples_per_domain: {dataset}/{split} has only {len(rows)} "
-                                  f"{game} {params.sft.corpus}, fewer than {wanted}")
+            rows = [i for i in candidates if games[i] == game]
+            if not rows:
+                raise ConfigError(f"sft.datasets: {dataset}/{split} holds no {game} examples")
+            if wanted is not None:  # beyond the file's examples, repeat them in order
+                rows = (rows * math.ceil(wanted / len(rows)))[:wanted]
             out[game] = table.take(rows).select(list(CONVERSATION_COLUMNS)).to_pylist()
     return out
 
@@ -113,14 +118,6 @@ def sft_config(sft: SFTParams, output_dir: str | Path, has_eval: bool):
     )
 
 
-def lora_config(sft: SFTParams):
-    """PEFT LoRA settings for a causal LM."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
-                      target_modules=list(sft.lora.target_modules), task_type="CAUSAL_LM")
-
-
 def train_sft(model, tokenizer, sft: SFTParams, train: list[dict[str, Any]], valid: list[dict[str, Any]],
               out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
     """Train, save the model (or adapter) and tokenizer to ``out_dir``; (summary, log history, model).
@@ -137,7 +134,7 @@ def train_sft(model, tokenizer, sft: SFTParams, train: list[dict[str, Any]], val
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(valid) if valid else None,
         processing_class=tokenizer,
-        peft_config=lora_config(sft) if sft.method == "lora" else None,
+        peft_config=sft.lora.peft_config() if sft.method == "lora" else None,
     )
     result = trainer.train()
     trainer.save_model(str(out_dir))

@@ -11,6 +11,7 @@ evaluation temperature), for each model, and writes both rates per domain.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from tqdm import tqdm
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in stages/sft.py: no spinning threads beside other work
 
 
 def main(argv: Sequence[str] | None = None) -> int:

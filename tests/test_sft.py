@@ -47,8 +47,12 @@ def test_episode_corpus_keeps_each_episodes_longest_example(tmp_path):
     episodes = domain_examples(tmp_path, params("episodes"), "train", None)["ipd"]
     whole = {json.dumps(e["prompt"] + e["completion"]) for e in episodes}
     assert whole == {json.dumps(list(c)) for c in chats}
-    with pytest.raises(ConfigError, match="has only 3 ipd episodes, fewer than 4"):
-        domain_examples(tmp_path, params("episodes"), "train", 4)
+    repeated = domain_examples(tmp_path, params("episodes"), "train", 5)["ipd"]
+    assert repeated == episodes + episodes[:2]  # beyond the file's episodes, they repeat in order
+    kuhn_only = data.model_copy(update={"datasets": {"ipd_only": data.datasets["ipd_only"].model_copy(
+        update={"games": ["kuhn"]})}})
+    with pytest.raises(ConfigError, match="holds no kuhn examples"):
+        domain_examples(tmp_path, params("episodes").model_copy(update={"data": kuhn_only}), "train", 1)
 
 
 def test_lora_adapter_trains_saves_and_reloads_to_the_same_outputs(tmp_path):

@@ -127,7 +127,7 @@ class Kuhn(Game):
     def legal_actions(self, state: RoundState, seat: int) -> tuple[str, ...]:
         if self.to_move(state) is None:
             return ()
-        return (FOLD, CALL) if BET_LETTER in _betting(state.moves) else (CHECK, BET)
+        return betting_legal_actions(_betting(state.moves))
 
     def finish_round(self, state: RoundState, rng: random.Random) -> RoundRecord:
         first = state.public["first"]
@@ -189,6 +189,11 @@ class Kuhn(Game):
 
 
 _VERBS = {CHECK: "checked", BET: "bet", FOLD: "folded", CALL: "called"}
+
+
+def betting_legal_actions(betting: str) -> tuple[str, ...]:
+    """The legal actions of whoever acts after ``betting`` (an unfinished hand)."""
+    return (FOLD, CALL) if BET_LETTER in betting else (CHECK, BET)
 
 
 def betting_actions(betting: str) -> tuple[str, ...]:

@@ -1,0 +1,368 @@
+"""The results report: paper-style tables and figures from the pipeline's metric files.
+
+Inputs are what the stages wrote: ``metrics/eval/<policy>/<game>.json``
+(evaluate stages), ``metrics/sepo/<game>.json`` with
+``plots/sepo/<game>/steps.tsv`` (SEPO training) and ``metrics/ablation.json``.
+Nothing is recomputed here: every number in the report is one of those
+files' numbers, so the report can always be traced back to them.
+
+Outputs: Markdown and a self-contained HTML page (figures inlined as SVG,
+no scripts, so it renders offline), the SVG figures, and two CSV files that
+``dvc plots`` draws (base/SFT/SEPO per metric; Kuhn frequencies vs Nash).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sepo.games import GAME_NAMES
+
+#: the model rows in the paper's order; references follow in params order
+MODEL_ROWS = ("base", "sft", "sepo")
+ROW_LABELS = {"base": "base", "sft": "SFT", "sepo": "SEPO"}
+COLUMNS = (("pay", "pay"), ("exploit", "exploit"), ("collusion", "collusion"), ("externality", "externality"),
+           ("safety", "safety"), ("nra", "NRA"), ("robust", "robust"), ("invalid_rate", "invalid rate"))
+FREQUENCIES = (("j_bluff", "J bluff-bet"), ("q_call", "Q call"), ("k_bet", "K bet"))
+CURVES = ("reward", "payoff_mean", "exploit_mean", "collusion_mean", "externality_mean")
+BAR_METRICS = ("pay", "exploit", "safety", "invalid_rate")
+GAME_TITLES = {"ipd": "Iterated prisoner's dilemma", "auction": "Repeated first-price auction",
+               "negotiation": "Negotiation (Nash demand game)", "negotiation_items": "Negotiation with items",
+               "kuhn": "Kuhn poker"}
+TINY_WARNING = ("These are **tiny-profile** numbers: a 1.1M-parameter model built and trained on a CPU in "
+                "minutes, a few SEPO steps. They show that the pipeline runs end to end and how to read it; "
+                "they are not the paper's results and say nothing about its claims.")
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report reads, loaded once."""
+
+    evaluations: dict[str, dict[str, dict[str, Any]]]  # game -> row name -> evaluate result
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)  # game -> sepo summary
+    curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # game -> steps.tsv rows
+    ablation: dict[str, Any] = field(default_factory=dict)
+    profile: str = "tiny"
+
+    @classmethod
+    def load(cls, eval_dir: str | Path, sepo_metrics: str | Path | None = None, sepo_plots: str | Path | None = None,
+             ablation: str | Path | None = None) -> ReportInputs:
+        evaluations: dict[str, dict[str, dict[str, Any]]] = {}
+        for path in sorted(Path(eval_dir).glob("*/*.json")):
+            result = json.loads(path.read_text())
+            evaluations.setdefault(result["game"], {})[result["policy"]] = result
+        if not evaluations:
+            raise FileNotFoundError(f"{eval_dir}: no evaluation results (<policy>/<game>.json)")
+        training = {p.stem: json.loads(p.read_text()) for p in sorted(Path(sepo_metrics).glob("*.json"))} \
+            if sepo_metrics else {}
+        curves = {p.parent.name: _read_tsv(p) for p in sorted(Path(sepo_plots).glob("*/steps.tsv"))} \
+            if sepo_plots else {}
+        ablation_data = json.loads(Path(ablation).read_text()) if ablation and Path(ablation).exists() else {}
+        profiles = {r["profile"] for rows in evaluations.values() for r in rows.values()}
+        if len(profiles) != 1:
+            raise ValueError(f"evaluation results mix profiles {sorted(profiles)}; rerun the evaluate stages")
+        return cls(evaluations, training, curves, ablation_data, profiles.pop())
+
+    def games(self) -> list[str]:
+        return [g for g in GAME_NAMES if g in self.evaluations]
+
+    def rows(self, game: str) -> list[str]:
+        """Row names of a domain's table: base, SFT, SEPO, then the references."""
+        present = self.evaluations[game]
+        return [r for r in MODEL_ROWS if r in present] + sorted(r for r in present if r not in MODEL_ROWS)
+
+
+def _read_tsv(path: Path) -> list[dict[str, float]]:
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f, delimiter="\t")]
+
+
+def row_label(result: Mapping[str, Any]) -> str:
+    """'SFT', or 'equilibrium (AlwaysDefect)' for a scripted reference."""
+    name = result["policy"]
+    if name in ROW_LABELS:
+        return ROW_LABELS[name]
+    kind, _, source = result["source"].partition(":")
+    return f"{name} ({source})" if kind == "scripted" else name
+
+
+def with_interval(metric: Mapping[str, float]) -> str:
+    """'0.520 [0.410, 0.630]': the value and its bootstrap interval."""
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+# -- tables, as (header, rows) so Markdown and HTML share them ------------------
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def domain_table(inputs: ReportInputs, game: str) -> Table:
+    header = ["policy", *(label for _, label in COLUMNS)]
+    body = [[row_label(r), *(with_interval(r["metrics"][key]) for key, _ in COLUMNS)]
+            for r in (inputs.evaluations[game][name] for name in inputs.rows(game))]
+    return header, body
+
+
+def kuhn_table(inputs: ReportInputs) -> Table | None:
+    rows = inputs.evaluations.get("kuhn")
+    if not rows:
+        return None
+    header = ["policy", "NashConv", "exploitability", *(label for _, label in FREQUENCIES)]
+    body = []
+    for name in inputs.rows("kuhn"):
+        k = rows[name]["kuhn"]
+        body.append([row_label(rows[name]), f"{k['nash_conv']:.4f}", f"{k['exploitability']:.4f}",
+                     *(f"{k['frequencies'][key]:.3f}" for key, _ in FREQUENCIES)])
+    nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+    body.append(["Nash equilibrium (α of NashApprox)", "0", "0", *(f"{nash[key]:.3f}" for key, _ in FREQUENCIES)])
+    return header, body
+
+
+def ablation_table(inputs: ReportInputs) -> Table | None:
+    if not inputs.ablation:
+        return None
+    header = ["domain", "run", "pay", "exploit", "safety", "penalty-gradient norm (mean)"]
+    body = []
+    for game, runs in inputs.ablation.items():
+        for run, r in runs.items():
+            if run == "per_rollout_minus_none":
+                continue
+            norm = r.get("penalty_grad_norm", {}).get("mean")
+            body.append([game, run, with_interval(r["pay"]), with_interval(r["exploit"]), with_interval(r["safety"]),
+                         "" if norm is None else f"{norm:.4g}"])
+        difference = runs.get("per_rollout_minus_none", {}).get("exploit")
+        if difference:
+            body.append([game, "per_rollout − none (paired, exploit)", "", with_interval(difference), "", ""])
+    return header, body
+
+
+def markdown_table(table: Table) -> str:
+    header, body = table
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def html_table(table: Table) -> str:
+    header, body = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+# -- figures -------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "sepo-report"  # stable element ids: identical inputs, identical SVG
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: several times smaller files, searchable
+    return plt
+
+
+def _svg(figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def training_curves_svg(inputs: ReportInputs) -> str | None:
+    """SEPO training: reward and each penalty component per step, one panel per domain."""
+    games = [g for g in GAME_NAMES if inputs.curves.get(g)]
+    if not games:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 2.8), squeeze=False)
+    for ax, game in zip(axes[0], games, strict=True):
+        steps = inputs.curves[game]
+        for column in CURVES:
+            points = [(s["step"], s[column]) for s in steps if column in s]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=column.removesuffix("_mean"))
+        ax.set_title(game)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize="small")
+    figure.suptitle("SEPO-GRPO training: reward and components per step")
+    return _svg(figure)
+
+
+def comparison_svg(inputs: ReportInputs) -> str:
+    """Base / SFT / SEPO (and references) per metric and domain, with the bootstrap intervals."""
+    plt = _pyplot()
+    games = inputs.games()
+    figure, axes = plt.subplots(len(BAR_METRICS), len(games), figsize=(3.2 * len(games), 2.4 * len(BAR_METRICS)),
+                                squeeze=False)
+    for j, game in enumerate(games):
+        names = inputs.rows(game)
+        results = [inputs.evaluations[game][n] for n in names]
+        for i, metric in enumerate(BAR_METRICS):
+            values = [r["metrics"][metric] for r in results]
+            errors = [[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]]
+            ax = axes[i][j]
+            ax.bar(range(len(names)), [v["value"] for v in values], yerr=errors, capsize=3,
+                   color=["#4c72b0" if n in MODEL_ROWS else "#bbbbbb" for n in names])
+            ax.set_xticks(range(len(names)), [ROW_LABELS.get(n, n) for n in names], rotation=30, fontsize="small")
+            ax.set_title(f"{game}: {metric}", fontsize="medium")
+    figure.suptitle("Policies per metric (95% bootstrap intervals)")
+    figure.tight_layout()
+    return _svg(figure)
+
+
+def kuhn_frequencies_svg(inputs: ReportInputs) -> str | None:
+    rows = inputs.evaluations.get("kuhn")
+    if not rows:
+        return None
+    plt = _pyplot()
+    names = inputs.rows("kuhn")
+    nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+    figure, ax = plt.subplots(figsize=(6.5, 3))
+    width = 0.8 / (len(names) + 1)
+    for k, name in enumerate(names):
+        ax.bar([i + k * width for i in range(len(FREQUENCIES))],
+               [rows[name]["kuhn"]["frequencies"][key] for key, _ in FREQUENCIES], width,
+               label=ROW_LABELS.get(name, name))
+    ax.bar([i + len(names) * width for i in range(len(FREQUENCIES))], [nash[key] for key, _ in FREQUENCIES],
+           width, label="Nash", color="black")
+    ax.set_xticks([i + 0.4 for i in range(len(FREQUENCIES))], [label for _, label in FREQUENCIES])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("probability")
+    ax.legend(fontsize="small", ncol=2)
+    ax.set_title("Kuhn poker: key action frequencies against the equilibrium")
+    return _svg(figure)
+
+
+# -- CSV for `dvc plots` -----------------------------------------------------------
+
+def comparison_csv(inputs: ReportInputs) -> str:
+    """One line per (domain, row): every metric's value, for dvc's bar templates."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["row", "game", "policy", *(key for key, _ in COLUMNS)])
+    for game in inputs.games():
+        for name in inputs.rows(game):
+            m = inputs.evaluations[game][name]["metrics"]
+            writer.writerow([f"{game}/{name}", game, name, *(f"{m[key]['value']:.6g}" for key, _ in COLUMNS)])
+    return out.getvalue()
+
+
+def kuhn_frequencies_csv(inputs: ReportInputs) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["row", "frequency", "policy", "probability"])
+    rows = inputs.evaluations.get("kuhn", {})
+    for name in inputs.rows("kuhn") if rows else []:
+        for key, _ in FREQUENCIES:
+            writer.writerow([f"{name}/{key}", key, name, f"{rows[name]['kuhn']['frequencies'][key]:.6g}"])
+    if rows:
+        nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+        for key, _ in FREQUENCIES:
+            writer.writerow([f"nash/{key}", key, "nash", f"{nash[key]:.6g}"])
+    return out.getvalue()
+
+
+# -- the documents --------------------------------------------------------------------
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: Table | None = None
+    figure: str | None = None  # a file name under the figures folder
+
+
+def sections(inputs: ReportInputs) -> list[Section]:
+    results = [r for rows in inputs.evaluations.values() for r in rows.values()]
+    first = results[0]
+    sampled = next((r["generation"] for r in results if "generation" in r), None)
+    sampling = (f"model rows sample at temperature {sampled['temperature']}, top-p {sampled['top_p']}, "
+                f"top-k {sampled['top_k']}, at most {sampled['max_new_tokens']} new tokens" if sampled
+                else "no model rows")
+    settings = (f"Each row: {first['episodes_per_opponent']} episodes per opponent of every pool (train, exploit, "
+                f"collusive, shift), evaluation seed {first['seed']}; {sampling}. Cells are the value and its 95% "
+                "percentile-bootstrap interval over episodes (stratified by opponent). Safety uses each domain's "
+                "reported λ and payoff scale, written in every metrics file.")
+    out = [Section("Settings", settings)]
+    for game in inputs.games():
+        out.append(Section(GAME_TITLES.get(game, game), table=domain_table(inputs, game)))
+    kuhn = kuhn_table(inputs)
+    if kuhn:
+        out.append(Section("Kuhn poker: exact exploitability",
+                           "NashConv and exploitability are exact (OpenSpiel best responses) for each row's "
+                           "behavioural policy at the 12 information sets: a model's from its probability of "
+                           "each legal action after `Action: ` at first-hand prompts, a script's from its table.",
+                           table=kuhn, figure="kuhn_frequencies.svg"))
+    ablation = ablation_table(inputs)
+    if ablation:
+        out.append(Section("Penalty-mode ablation",
+                           "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling; "
+                           "`per_rollout − none` is the paired bootstrap difference of the exploit-pool advantage.",
+                           table=ablation))
+    out.append(Section("Figures", figure="comparison.svg"))
+    if inputs.curves:
+        out.append(Section("SEPO training curves", figure="training_curves.svg"))
+    return out
+
+
+def render_markdown(inputs: ReportInputs, figures_dir: str) -> str:
+    parts = [f"# SEPO results (profile: {inputs.profile})", ""]
+    if inputs.profile == "tiny":
+        parts += [f"> {TINY_WARNING}", ""]
+    parts += ["Generated by the `report` stage from `metrics/eval/`, `metrics/sepo/` and `metrics/ablation.json` "
+              "(see `dvc.lock` for the exact inputs). Every evaluated episode is in the `*.episodes.jsonl.gz` "
+              "file next to its metrics file.", ""]
+    for s in sections(inputs):
+        parts += [f"## {s.title}", ""]
+        if s.text:
+            parts += [s.text, ""]
+        if s.table:
+            parts += [markdown_table(s.table), ""]
+        if s.figure:
+            parts += [f"![{s.title}]({figures_dir}/{s.figure})", ""]
+    return "\n".join(parts)
+
+
+def render_html(inputs: ReportInputs, figures: Mapping[str, str]) -> str:
+    body = [f"<h1>SEPO results (profile: {html.escape(inputs.profile)})</h1>"]
+    if inputs.profile == "tiny":
+        body.append(f"<p class='warning'>{html.escape(TINY_WARNING.replace('**', ''))}</p>")
+    for s in sections(inputs):
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            body.append(f"<p>{html.escape(s.text)}</p>")
+        if s.table:
+            body.append(html_table(s.table))
+        if s.figure and s.figure in figures:
+            svg = figures[s.figure]
+            body.append(f"<figure class='plot'>{svg[svg.index('<svg'):]}</figure>")
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
+             ".warning{background:#fff3cd;padding:.6em;border:1px solid #e0c060}figure svg{max-width:100%;height:auto}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>SEPO results</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def figures(inputs: ReportInputs) -> dict[str, str]:
+    """File name -> SVG text of every figure the inputs allow."""
+    out = {"comparison.svg": comparison_svg(inputs)}
+    for name, svg in (("training_curves.svg", training_curves_svg(inputs)),
+                      ("kuhn_frequencies.svg", kuhn_frequencies_svg(inputs))):
+        if svg is not None:
+            out[name] = svg
+    return out
+
+
+def expected_rows(references: Mapping[str, Mapping[str, str]], games: Sequence[str]) -> dict[str, list[str]]:
+    """The rows every domain's table must have: base, SFT, SEPO and its reference roles."""
+    return {g: [*MODEL_ROWS, *sorted(references.get(g, {}))] for g in games}
