@@ -28,7 +28,12 @@ Printed and written to the JSON (``--out``), each as soon as measured:
 
 ``--budget-seconds`` stops the run early (a phase that would not fit is
 skipped, an overrunning one is interrupted) and still writes what was
-measured.  ``--tiny`` runs the same code at a toy shape on the CPU (tests).
+measured.  Each arm (fast path, check, ``generate``, GRPO step) is guarded:
+an error in one, such as running out of memory, is recorded under
+``failed`` with the memory then in use, its memory is released, and the
+next arm runs; ``memory`` holds the memory allocated as each arm starts, so
+anything one arm leaves behind shows.  ``--tiny`` runs the same code at a
+toy shape on the CPU (tests).
 
 It imports only torch, transformers, tokenizers, peft and the project's game,
 rollout and fast-decode modules, so it runs where the training stack (TRL,
@@ -51,6 +56,7 @@ import platform  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -103,7 +109,7 @@ class Report:
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
-        self.data: dict[str, Any] = {**header, "phases": {}, "skipped": {}}
+        self.data: dict[str, Any] = {**header, "phases": {}, "skipped": {}, "failed": {}, "memory": {}}
 
     def phase(self, name: str, values: dict[str, Any]) -> None:
         self.data["phases"][name] = values
@@ -114,6 +120,11 @@ class Report:
     def skip(self, name: str, why: str) -> None:
         self.data["skipped"][name] = why
         print(f"[{time.monotonic() - STARTED:6.1f} s] {name}: skipped ({why})", flush=True)
+        self.write()
+
+    def fail(self, name: str, why: str) -> None:
+        self.data["failed"][name] = why
+        print(f"[{time.monotonic() - STARTED:6.1f} s] {name}: failed ({why})", flush=True)
         self.write()
 
     def write(self) -> None:
@@ -180,6 +191,12 @@ def peak_gib(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+
+
+def allocated_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.memory_allocated(device) / 2**30, 2)
 
 
 def reset_peak(device: torch.device) -> None:
@@ -301,6 +318,26 @@ def release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def guarded(name: str, arm: Callable[[], Any], device: torch.device, report: Report) -> Any:
+    """``arm()``, or None when it fails (recorded under ``failed``); its memory is released either way.
+
+    The budget's interrupt is not a failure: it ends the run.
+    """
+    release_memory(device)
+    report.data["memory"][name] = {"allocated_at_start_gib": allocated_gib(device)}
+    try:
+        return arm()
+    except BudgetExceeded:
+        raise
+    except Exception as exc:  # one arm's error (an OOM) must not lose the other arms' results
+        report.data["memory"][name]["allocated_at_failure_gib"] = allocated_gib(device)
+        report.fail(name, f"{type(exc).__name__}: {str(exc)[:600]}")
+        return None
+    finally:
+        release_memory(device)  # the failed arm's frames are gone by now, and with them its tensors
 
 
 def check_against_stock(model, prompts: list[list[int]], args, device: torch.device, report: Report) -> None:
@@ -512,20 +549,28 @@ def main(argv: list[str] | None = None) -> int:
             "kv_bytes_per_token": kv_bytes_per_token(model.config, dtype),
             "prompt_tokens_mean": sum(lengths) / len(lengths), "prompt_tokens_min": min(lengths),
             "copy_bandwidth_gb_s": bandwidth / 1e9, **roof})
-        replies = run_fast(model, prompts, args, device, budget, report, roof)
-        check_against_stock(model, prompts, args, device, report)
+        replies = guarded("fast", lambda: run_fast(model, prompts, args, device, budget, report, roof),
+                          device, report)
+        guarded("fast_check", lambda: check_against_stock(model, prompts, args, device, report), device, report)
+        fast_call = report.data["phases"].get("fast", {}).get("seconds_per_call", 0.0)
         if args.skip_generate:
             report.skip("hf_generate", "--skip-generate")
-        elif budget.left() < 30 * report.data["phases"]["fast"]["seconds_per_call"] + 30:
+        elif budget.left() < 30 * fast_call + 30:
             report.skip("hf_generate", f"budget: {budget.left():.0f} s left")
         else:
-            run_generate(model, prompts, args, device, report, roof)
+            guarded("hf_generate", lambda: run_generate(model, prompts, args, device, report, roof), device,
+                    report)
         if args.skip_grpo:
             report.skip("grpo_step", "--skip-grpo")
         elif budget.left() < 60 and not args.tiny:
             report.skip("grpo_step", f"budget: {budget.left():.0f} s left")
         else:
-            grpo_step(model, prompts, replies, args, device, report)
+            if replies is None:  # the fast arm failed: stand-in replies cost the step the same
+                generator = torch.Generator().manual_seed(args.seed)
+                replies = torch.randint(3, shape["vocab_size"], (len(prompts), args.new_tokens),
+                                        generator=generator).tolist()
+            guarded("grpo_step", lambda: grpo_step(model, prompts, replies, args, device, report), device,
+                    report)
     except BudgetExceeded:
         report.data["stopped"] = f"budget of {args.budget_seconds:.0f} s spent"
         print(f"stopped: {report.data['stopped']}", flush=True)

@@ -23,16 +23,15 @@ also have ``q_proj``... modules, wrappers PEFT cannot adapt.
 
 Gemma's ``token_type_ids``: SPEC asks for zeros (older transformers refused
 to train Gemma without them; transformers 5 names them ``mm_token_type_ids``
-and treats them as optional).  ``zero_token_type_ids`` supplies text-only
-zeros to every submodule whose forward takes them, whatever calls it (TRL's
-trainers, PEFT wrappers, the policy); it is meant to be applied right after
-a model is loaded.
+and treats them as optional).  ``sepo.models.token_types.zero_token_type_ids``
+supplies text-only zeros to every submodule whose forward takes them,
+whatever calls it (TRL's trainers, PEFT wrappers, the policy);
+``sepo.models.loading`` applies it to every Gemma model it loads.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import os
 import re
@@ -45,10 +44,9 @@ import yaml
 
 from sepo.config import Params, parse_params
 from sepo.errors import ConfigError, unknown_name
+from sepo.models.token_types import needs_token_type_ids
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
-#: forward arguments that mark text tokens (0) against image/audio tokens in Gemma models
-TOKEN_TYPE_ARGUMENTS = ("token_type_ids", "mm_token_type_ids")
 
 
 def profile_names(directory: Path = PROFILES_DIR) -> list[str]:
@@ -221,41 +219,6 @@ def _float_for_pyyaml(representer, value: float):
     return representer.represent_scalar("tag:yaml.org,2002:float", text)
 
 
-# -- model inputs --------------------------------------------------------------------------------
-def needs_token_type_ids(model_id: str) -> bool:
-    """Gemma models mark text and image tokens; SPEC: training passes zeros (text only)."""
-    return "gemma" in model_id.lower()
-
-
-def zero_token_type_ids(model) -> int:
-    """Make every submodule whose forward takes token type ids receive zeros when its caller gave none.
-
-    A forward pre-hook per such module, so it works however the model is
-    called (PEFT calls the wrapped model's ``forward`` directly, but the
-    inner modules are called normally).  Returns how many modules got one.
-    """
-    import torch
-
-    def hook(module, args, kwargs):
-        input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
-        if input_ids is None:
-            return None
-        for argument in module._sepo_token_type_arguments:
-            if kwargs.get(argument) is None:
-                kwargs[argument] = torch.zeros_like(input_ids)
-        return args, kwargs
-
-    hooked = 0
-    for module in model.modules():
-        parameters = inspect.signature(module.forward).parameters
-        arguments = tuple(a for a in TOKEN_TYPE_ARGUMENTS if a in parameters)
-        if arguments and "input_ids" in parameters and not hasattr(module, "_sepo_token_type_arguments"):
-            module._sepo_token_type_arguments = arguments
-            module.register_forward_pre_hook(hook, with_kwargs=True)
-            hooked += 1
-    return hooked
-
-
 # -- the plan ------------------------------------------------------------------------------------
 #: fields printed even where they equal the library default, because the paper fixes them
 KEY_FIELDS = {
@@ -264,7 +227,7 @@ KEY_FIELDS = {
             "completion_only_loss", "gradient_checkpointing", "save_steps"),
     "grpo": ("learning_rate", "lr_scheduler_type", "beta", "epsilon", "num_generations", "max_grad_norm",
              "temperature", "loss_type", "scale_rewards", "max_steps", "save_steps", "bf16",
-             "per_device_train_batch_size"),
+             "per_device_train_batch_size", "use_vllm"),
 }
 
 
@@ -335,7 +298,7 @@ def build_plan(params: Params, profile: str | None) -> dict[str, Any]:
         "profile": profile or params.profile,
         "model": {"base": base, "revision": params.model.revision,
                   "trust_remote_code": params.model.trust_remote_code,
-                  "token_type_ids": ("zeros for text tokens (sepo.profiles.zero_token_type_ids)"
+                  "token_type_ids": ("zeros for text tokens (sepo.models.token_types.zero_token_type_ids)"
                                      if needs_token_type_ids(base) else "not used")},
         "sft": {"config": sft_fields, "method": params.sft.method, "corpus": params.sft.corpus,
                 "examples_per_domain": dict(params.sft.examples_per_domain),

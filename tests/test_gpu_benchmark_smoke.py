@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_rollout.py"
 #: not installed on the GPU machines (and pydantic maybe not): the script must run without them
@@ -25,6 +27,7 @@ def test_the_tiny_benchmark_measures_every_phase_without_the_training_stack(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["device"].startswith("cpu") and result["shape"] == "tiny" and not result["skipped"]
+    assert not result["failed"] and set(result["memory"]) == {"fast", "fast_check", "hf_generate", "grpo_step"}
     phases = result["phases"]
     assert phases["setup"]["copy_bandwidth_gb_s"] > 0 and phases["setup"]["roofline_step_s"] > 0
     assert phases["fast"]["tokens_per_reply"] == result["new_tokens"]
@@ -35,11 +38,31 @@ def test_the_tiny_benchmark_measures_every_phase_without_the_training_stack(tmp_
     assert "decisions_per_s" in done.stdout
 
 
-def test_a_spent_budget_stops_the_run_and_still_writes_the_results(tmp_path):
+def load_benchmark():
     spec = importlib.util.spec_from_file_location("gpu_rollout", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_a_spent_budget_stops_the_run_and_still_writes_the_results(tmp_path):
+    module = load_benchmark()
     out = tmp_path / "stopped.json"
     assert module.main(["--tiny", "--budget-seconds", "0", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["stopped"].startswith("budget") and result["phases"] == {}
+
+
+def test_an_arm_that_runs_out_of_memory_loses_only_its_own_results(tmp_path, monkeypatch):
+    module = load_benchmark()
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 128.00 MiB")
+
+    monkeypatch.setattr(module, "run_fast", out_of_memory)  # as the H100's first attempt did
+    out = tmp_path / "partial.json"
+    assert module.main(["--tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["failed"]["fast"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert {"setup", "fast_check", "hf_generate", "grpo_step"} <= set(result["phases"])
+    assert result["phases"]["hf_generate"]["fast_over_generate"] is None

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sepo.cli import main
 from sepo.config import load_params
 from sepo.errors import ConfigError
+from sepo.models.token_types import zero_token_type_ids
 from sepo.profiles import (
     PROFILES_DIR,
     apply_profile,
@@ -24,7 +25,6 @@ from sepo.profiles import (
     merged,
     profile_names,
     resolve,
-    zero_token_type_ids,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ A model directory is one of three things, all written by the pipeline:
 
 A Hub id may also be given directly.  Anything that cannot be loaded (a
 missing path, a Hub id while offline) raises ``ConfigError`` with one line,
-never a stack trace from deep inside transformers.
+never a stack trace from deep inside transformers.  Every Gemma model gets
+text-only token type ids (``sepo.models.token_types``), whoever calls it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sepo.errors import ConfigError
+from sepo.models.token_types import needs_token_type_ids, zero_token_type_ids
 
 HUB_REFERENCE = "hub_model.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -71,7 +73,7 @@ def resolve_model_source(path: str | Path, trust_remote_code: bool = False) -> t
 
 def load_model_and_tokenizer(path: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
                              dtype: Any = None, merge_adapter: bool = True):
-    """(model in eval mode, tokenizer) from a directory or Hub id.
+    """(model in eval mode, tokenizer) from a directory or Hub id, Gemma's token types supplied.
 
     ``dtype`` is a torch dtype or "auto" (the checkpoint's); None is float32,
     which CPUs need.  A LoRA adapter is loaded on its base and, with
@@ -100,6 +102,8 @@ def load_model_and_tokenizer(path: str | Path, *, trust_remote_code: bool = Fals
                           f"is unreachable or has no such model): {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if needs_token_type_ids(model.config.model_type):
+        zero_token_type_ids(model)
     if device is not None:
         model.to(device)
     model.eval()

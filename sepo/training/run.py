@@ -17,6 +17,11 @@ Trainer settings that are not params, and why:
 - a checkpoint every ``sepo.save_steps`` and at the last step, all kept
   (model selection scores each); bf16 only on a GPU that supports it;
   activation checkpointing off (tiny models; it only costs time).
+
+``grpo.use_vllm`` / ``grpo.vllm_mode`` reach TRL through ``vllm_settings``.
+Under ``accelerate launch`` (README, "Running on N GPUs") every process
+trains its own groups of a step; the main process claims the checkpoint
+folder and exports the selected adapter.
 """
 
 from __future__ import annotations
@@ -66,9 +71,10 @@ class RunPlan:
         """Everything that makes two runs the same run (budgets excluded, see ``checkpoints``)."""
         budgets = {"max_steps", "save_steps", "selection_episodes", "num_threads"}
         sepo = params.sepo.model_dump(exclude=budgets)
+        backend = {"use_vllm", "vllm_mode"}  # which engine samples, not what is sampled
         return {
             "game": self.game, "mode": self.mode, "scale_rewards": self.scale_rewards,
-            "grpo": self.grpo.model_dump(exclude={"game_overrides", "scale_rewards"}),
+            "grpo": self.grpo.model_dump(exclude={"game_overrides", "scale_rewards", *backend}),
             "sepo": sepo, "generation": params.generation.model_dump(exclude={"batch_size"}),
             "game_params": params.games[self.game].model_dump(),
             "model": str(model_path), "model_fingerprint": model_fingerprint(model_path),
@@ -119,7 +125,22 @@ def grpo_config(params: Params, plan: RunPlan, output_dir: str | Path):
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,
+        **vllm_settings(params, plan),
     )
+
+
+def vllm_settings(params: Params, plan: RunPlan) -> dict[str, Any]:
+    """TRL's vLLM switches from ``grpo.use_vllm`` / ``grpo.vllm_mode``; nothing when vLLM is off.
+
+    With vLLM on, TRL's engine gets ``params.generation``'s nucleus settings
+    and token cap; its importance-sampling correction is off because
+    ``GroupRollout`` returns no sampling log-probs (TRL would fail on None).
+    """
+    if not plan.grpo.use_vllm:
+        return {}
+    g = params.generation
+    return {"use_vllm": True, "vllm_mode": plan.grpo.vllm_mode, "top_p": g.top_p, "top_k": g.top_k,
+            "max_completion_length": g.max_new_tokens, "vllm_importance_sampling_correction": False}
 
 
 def build_trainer(params: Params, plan: RunPlan, model, tokenizer, output_dir: str | Path,
@@ -127,7 +148,6 @@ def build_trainer(params: Params, plan: RunPlan, model, tokenizer, output_dir: s
     """A ``SepoGRPOTrainer`` for ``plan`` with a fresh LoRA adapter on ``model``."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import TrainerCallback
 
     from sepo.training.trainer import SepoGRPOTrainer
@@ -142,7 +162,6 @@ def build_trainer(params: Params, plan: RunPlan, model, tokenizer, output_dir: s
 
     if params.sepo.num_threads:
         torch.set_num_threads(params.sepo.num_threads)
-    lora = params.sepo.lora
     keys = group_keys(params, plan.game, plan.mode, params.sepo.seed)
     return SepoGRPOTrainer(
         model=model,
@@ -150,8 +169,7 @@ def build_trainer(params: Params, plan: RunPlan, model, tokenizer, output_dir: s
         args=grpo_config(params, plan, output_dir),
         train_dataset=Dataset.from_dict({"prompt": [k.prompt for k in keys]}),
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                               target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
+        peft_config=params.sepo.lora.peft_config(),
         rollout_func=GroupRollout(params, plan.game, plan.mode, params.sepo.seed, tokenizer, policy_factory),
         callbacks=[SaveLastStep()],
         penalty_mode=plan.mode,
@@ -172,12 +190,18 @@ def load_policy_model(params: Params, model_path: str | Path):
 
 def train(params: Params, plan: RunPlan, model_path: str | Path, checkpoints: str | Path,
           policy_factory: PolicyFactory | None = None) -> TrainOutcome:
-    """Train ``plan`` from the model at ``model_path``, resuming from this run's ``checkpoints``."""
-    resumable = claim(checkpoints, plan.identity(params, model_path))
-    found = complete_checkpoints(checkpoints) if resumable else []
-    last = found[-1] if found else None
+    """Train ``plan`` from the model at ``model_path``, resuming from this run's ``checkpoints``.
+
+    Under ``accelerate launch`` every process runs this; the main one claims
+    the folder first (it may delete another run's checkpoints), then the
+    others read the same checkpoints to resume from.
+    """
     model, tokenizer = load_policy_model(params, model_path)
     trainer = build_trainer(params, plan, model, tokenizer, checkpoints, policy_factory)
+    with trainer.accelerator.main_process_first():
+        resumable = claim(checkpoints, plan.identity(params, model_path))
+    found = complete_checkpoints(checkpoints) if resumable else []
+    last = found[-1] if found else None
     if last is not None and last[0] >= plan.max_steps:
         # nothing left to train; the Trainer would still run one step past max_steps when resumed there
         print(f"sepo: {plan.game} already trained to step {last[0]} ({last[1].name})", flush=True)
@@ -239,8 +263,11 @@ def train_and_select(params: Params, plan: RunPlan, model_path: str | Path, chec
     outcome = train(params, plan, model_path, checkpoints, policy_factory)
     trainer = outcome.trainer
     model = trainer.accelerator.unwrap_model(trainer.model)
+    # every process scores the same episodes with the same weights, so all agree on the best step
     selection = select_checkpoint(params, plan.game, model, trainer.processing_class, checkpoints)
-    export_policy(selection.best_path, out)
+    if trainer.accelerator.is_main_process:
+        export_policy(selection.best_path, out)
+    trainer.accelerator.wait_for_everyone()
     history = outcome.history
     timed = [row["step_time"] for row in history if not math.isnan(row["step_time"])]
     summary = {
