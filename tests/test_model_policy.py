@@ -11,7 +11,7 @@ from sepo.cli import main
 from sepo.errors import ConfigError
 from sepo.evaluation import evaluate_policy
 from sepo.models.loading import load_model_and_tokenizer
-from sepo.policies.model import ModelPolicy, SamplingSettings, reply_is_complete
+from sepo.policies.model import ModelPolicy, SamplingSettings, _length_groups, _shared_length, reply_is_complete
 from sepo.rollout import DecisionRequest, EpisodeSpec, play_episodes
 from tests.model_fixtures import GAMES, PARAMS, ROOT, tiny_model_dir
 
@@ -148,6 +148,22 @@ def test_action_probabilities_are_a_distribution_over_the_legal_actions(model_an
     assert all(0 < p < 1 for p in probabilities.values())
 
 
+@pytest.mark.parametrize("sequences, length", [
+    (([1, 2, 3], [1, 2, 4]), 2), (([1, 2], [1, 2, 3]), 2), (([], [1]), 0), (([1], [2]), 0),
+    (([1, 2, 3], (1, 2, 3), [1, 2, 3, 4]), 3), (([5, 6, 7, 8], [5, 6, 7, 9], [5, 0]), 1),
+])
+def test_shared_length_is_the_common_token_prefix(sequences, length):
+    assert _shared_length(*sequences) == length
+
+
+def test_length_groups_cover_every_row_once_with_little_padding():
+    lengths = [100, 40, 80, 76, 75, 30, 99]
+    groups = _length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(4 * lengths[i] >= 3 * lengths[g[0]] and lengths[i] <= lengths[g[0]] for g in groups for i in g)
+    assert groups == [[0, 6, 2, 3, 4], [1, 5]]
+
+
 @pytest.mark.parametrize("text, complete", [
     ("Round 1.\nAction: DEFECT\n", True),
     ("Round 1.\nAction: DEFECT", False),  # the line may still grow
@@ -171,7 +187,10 @@ def test_a_missing_model_path_is_one_clear_line(path, message):
 
 
 def test_a_hub_id_while_offline_is_one_clear_line(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import, so patch it too
     with pytest.raises(ConfigError) as error:
         load_model_and_tokenizer("sepo-tests/no-such-model")
     assert "\n" not in str(error.value)

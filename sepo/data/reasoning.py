@@ -3,10 +3,8 @@
 A demonstrator's reply at a decision is two short lines, then the action:
 
 1. the state restated: the round line of the prompt, the private
-   information (card, value, item values) and the legal actions: the list
-   when it is short, else the form the prompt quotes for them (item demands:
-   ``books=<0..4> hats=<0..2> balls=<0..1>``, whose bounds a model must
-   copy to stay legal);
+   information (card, value, item values) and the legal actions (when their
+   list is short: item demands are described by their form in the prompt);
 2. the history cited: what the opponent played in the previous round (and
    any card it showed), what that round paid the demonstrator and its total;
 3. ``Action: X``.
@@ -21,7 +19,6 @@ reply is part of each later prompt, and tiny models must learn it.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,16 +47,7 @@ def state_restatement(game: Game, view: SeatView) -> str:
     listed = ", ".join(view.legal_actions)
     if len(listed) <= MAX_LISTED_CHARS:
         parts.append(f"Legal: {listed}.")
-    elif (form := quoted_legal_form(game.state_text(view))) is not None:
-        parts.append(f"Legal: {form}.")
     return " ".join(parts)
-
-
-def quoted_legal_form(state_text: str) -> str | None:
-    """The form a prompt's legal-actions line quotes for its actions (``'books=<0..4> ...'``), if any."""
-    line = next((line for line in state_text.splitlines() if line.startswith("Legal actions:")), "")
-    match = re.search(r"'([^']+)'", line)
-    return match.group(1) if match else None
 
 
 def history_citation(view: SeatView) -> str:

@@ -8,11 +8,15 @@ and applies SPEC section 2's constrained fallback when nothing legal is found.
 Why a hand-written loop rather than ``generate``: a batch of ``generate``
 runs until its longest sample stops, so one runaway reply makes every row pay
 for every step.  Here each row stops as soon as its reply is complete (an
-end-of-turn token, or a finished ``Action: X`` line) and finished rows are
-dropped from the batch and from the cache.  Per-decision token caps stay
-tight (``max_new_tokens``).  Across the decisions of an episode the keys and
-values of its chat are kept and reused (see ``ModelPolicy``), and the decode
-cache is preallocated, so a step costs one pass over each row's new tokens.
+end-of-turn token, or a finished ``Action: X`` line): it is no longer
+sampled, and finished rows are dropped from the batch and from the cache
+once they are a quarter of it (one copy of the cache per few rows, not per
+row).  Per-decision token caps stay tight (``max_new_tokens``).  Across the
+decisions of an episode the keys and values of its chat are kept and reused
+(see ``ModelPolicy``), episodes with the same system message share its keys
+and values, the new tokens are run in groups of similar length (little
+padding), and the decode cache is preallocated and read only as far as it
+is filled, so a step costs one pass over each row's new tokens.
 
 Exact choices, written down because results depend on them:
 
@@ -52,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import Cache, DynamicCache, StaticCache
+from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from sepo.config import Params
@@ -75,19 +79,73 @@ class SamplingSettings:
 
 
 def _shared_length(*sequences: Sequence[int]) -> int:
-    """Length of the common prefix of token sequences."""
-    length = 0
-    for tokens in zip(*sequences, strict=False):
-        if any(t != tokens[0] for t in tokens):
-            break
-        length += 1
-    return length
+    """Length of the common prefix of token sequences (a binary search on slice equality: C speed)."""
+    lists = [list(s) for s in sequences]
+    low, high = 0, min(len(s) for s in lists)
+    while low < high:
+        middle = (low + high + 1) // 2
+        head = lists[0][:middle]
+        if all(s[:middle] == head for s in lists[1:]):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _select_rows(cache: Cache, index: torch.Tensor) -> None:
-    """Keep (or repeat) the cache's batch rows ``index``, for growing and preallocated layers alike."""
+    """Keep (or repeat) the cache's batch rows ``index``, whatever its layers."""
     for layer in cache.layers:
-        layer.keys, layer.values = layer.keys[index], layer.values[index]
+        layer.batch_select_indices(index)
+
+
+def _length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices by descending length, cut where one is under 3/4 of its group's first (longest).
+
+    A batched forward pads every row to its longest; grouping similar
+    lengths keeps that padding under a quarter, for a few more calls.
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True):
+        if groups and 4 * lengths[i] >= 3 * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+class _GrowingLayer(DynamicLayer):
+    """A full-attention cache layer in a preallocated buffer; attention reads only its filled columns.
+
+    ``DynamicLayer`` copies all of itself at every decode step (``torch.cat``)
+    and ``StaticLayer`` makes attention read its whole capacity; on a CPU,
+    where decoding a big batch is bound by memory traffic, both cost more
+    than the model.  ``keys``/``values`` are views of the filled part.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.is_initialized = True
+        self._keys, self._values, self.length = keys, values, length
+        self._expose()
+
+    def _expose(self) -> None:
+        self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + key_states.shape[-2]
+        self._keys[:, :, self.length:end] = key_states
+        self._values[:, :, self.length:end] = value_states
+        self.length = end
+        self._expose()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._keys, self._values = self._keys[indices], self._values[indices]
+        self._expose()
 
 
 def reply_is_complete(text: str) -> bool:
@@ -119,8 +177,11 @@ class ModelPolicy:
     chat are kept under the request's ``cache_key`` and only the new tokens
     (the longest common token prefix decides) are run at its next decision.
     Without it the prompt, which grows every round, would dominate the cost
-    and batching could not help.  It is off for models whose cache is not
-    plain full attention (sliding-window or linear-attention layers).
+    and batching could not help.  Likewise the keys/values of each distinct
+    system turn (a domain's rules, shared by all its episodes) are kept for
+    the policy's lifetime, so an episode's first decision runs only its
+    first state.  Both are off for models whose cache is not plain full
+    attention (sliding-window or linear-attention layers).
     """
 
     def __init__(self, model, tokenizer, sampling: SamplingSettings | None = None, seed: int = 0,
@@ -136,6 +197,7 @@ class ModelPolicy:
         self.reuses_prefixes = all(type(layer) is DynamicLayer
                                    for layer in DynamicCache(config=model.config).layers)
         self._prefixes: dict[Hashable, _CachedPrefix] = {}
+        self._system_turns: dict[str, _CachedPrefix | None] = {}  # rendered system turn -> its keys/values
         self._newline_ids: frozenset[int] | None = None
 
     # -- the AgentPolicy interface ------------------------------------------------
@@ -143,8 +205,9 @@ class ModelPolicy:
         """One sampled reply per request; invalid ones get the constrained fallback."""
         prompts = [self.render(r.messages) for r in requests]
         keys = [r.cache_key for r in requests]
+        heads = [self._system_turn(r.messages) for r in requests]
         replies: list[AgentReply] = []
-        for request, (ids, logprobs) in zip(requests, self.generate(prompts, keys), strict=True):
+        for request, (ids, logprobs) in zip(requests, self.generate(prompts, keys, heads), strict=True):
             text = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip()
             action = parse_action(text, request.view.legal_actions)
             replies.append(AgentReply(text=text, action=action or "", valid=action is not None,
@@ -180,24 +243,32 @@ class ModelPolicy:
         return self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str],
-                 cache_keys: Sequence[Hashable | None] | None = None) -> list[tuple[list[int], list[float]]]:
-        """(generated ids, their log-probs) per prompt, each row stopping on its own."""
+    def generate(self, prompts: Sequence[str], cache_keys: Sequence[Hashable | None] | None = None,
+                 heads: Sequence[str | None] | None = None) -> list[tuple[list[int], list[float]]]:
+        """(generated ids, their log-probs) per prompt, each row stopping on its own.
+
+        ``heads``: per prompt, a leading text many prompts share (the system
+        turn) whose keys/values are computed once and kept; None: no sharing.
+        """
         if not prompts:
             return []
         keys = list(cache_keys) if cache_keys is not None else [None] * len(prompts)
-        prompt_ids = [self._encode(p) for p in prompts]
-        cache, attention, logits = self._prefill(prompt_ids, keys, room=self.sampling.max_new_tokens)
+        prompt_ids = self._encode_batch(prompts)
+        prefixes = self._prefixes_for(keys, heads or [None] * len(prompts))
+        cache, attention, logits = self._prefill_for_decoding(prompt_ids, prefixes)
         next_position = attention.sum(-1)
-        rows = list(range(len(prompts)))  # original index of each row still in the batch
+        rows = list(range(len(prompts)))  # original index of each row of the batch
+        alive = rows  # batch rows still generating
         ids: list[list[int]] = [[] for _ in prompts]
         logprobs: list[list[float]] = [[] for _ in prompts]
         newline_ids = self.newline_ids()
+        pad = self.tokenizer.pad_token_id
         for step in range(self.sampling.max_new_tokens):
-            tokens, token_logprobs = self._sample(logits.float())
-            keep = []
-            for j, (row, token, logprob) in enumerate(zip(rows, tokens.tolist(), token_logprobs.tolist(),
-                                                         strict=True)):
+            alive_index = torch.tensor(alive, device=self.device)
+            sampled, token_logprobs = self._sample(logits if len(alive) == len(rows) else logits[alive_index])
+            still = []
+            for j, token, logprob in zip(alive, sampled.tolist(), token_logprobs.tolist(), strict=True):
+                row = rows[j]
                 ids[row].append(token)
                 logprobs[row].append(logprob)
                 done = (step + 1 == self.sampling.max_new_tokens or token in self.stop_ids
@@ -205,18 +276,21 @@ class ModelPolicy:
                 if done:  # its cache holds the prompt and every generated token but the last
                     self._remember(keys[row], prompt_ids[row] + ids[row][:-1], cache, j, attention[j])
                 else:
-                    keep.append(j)
-            if not keep:
+                    still.append(j)
+            if not still:
                 break
-            if len(keep) < len(rows):
-                index = torch.tensor(keep, device=self.device)
+            tokens = torch.full((len(rows),), pad, dtype=torch.long, device=self.device)
+            tokens[alive_index] = sampled
+            alive = still
+            if 4 * len(alive) <= 3 * len(rows):  # finished rows are a quarter of the batch: drop them
+                index = torch.tensor(alive, device=self.device)
                 _select_rows(cache, index)
                 attention, tokens, next_position = attention[index], tokens[index], next_position[index]
-                rows = [rows[j] for j in keep]
+                rows, alive = [rows[j] for j in alive], list(range(len(alive)))
             attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=1)
             logits = self.model(input_ids=tokens[:, None], attention_mask=attention,
                                 position_ids=next_position[:, None], cache=cache,
-                                use_cache=True).logits[:, -1, :]
+                                use_cache=True).logits[:, -1, :].float()
             next_position = next_position + 1
         return list(zip(ids, logprobs, strict=True))
 
@@ -231,6 +305,7 @@ class ModelPolicy:
         context, not per action.
         """
         keys = list(cache_keys) if cache_keys is not None else [None] * len(contexts)
+        prefixes = self._prefixes_for(keys, [None] * len(contexts))
         stem = ACTION_PREFIX.rstrip()
         fulls: list[list[list[int]]] = []  # per context, per action: the whole token sequence
         starts: list[list[int]] = []  # per context, per action: index of the first scored token
@@ -245,7 +320,7 @@ class ModelPolicy:
         for begin in range(0, len(contexts), size):
             batch = range(begin, min(begin + size, len(contexts)))
             cache, attention, last_logits = self._prefill([fulls[c][0][:stems[c]] for c in batch],
-                                                          [keys[c] for c in batch])
+                                                          [prefixes[c] for c in batch])
             pairs = [(j, c, a) for j, c in enumerate(batch) for a in range(len(fulls[c]))]
             for chunk in (pairs[k:k + size] for k in range(0, len(pairs), size)):  # bounded cache copies
                 suffixes = [fulls[c][a][stems[c]:] for _, c, a in chunk]
@@ -279,22 +354,70 @@ class ModelPolicy:
         return self._newline_ids
 
     # -- internals ----------------------------------------------------------------------
-    def _prefill(self, sequences: Sequence[Sequence[int]], keys: Sequence[Hashable | None],
-                 room: int | None = None) -> tuple[Cache, torch.Tensor, torch.Tensor]:
+    def _prefixes_for(self, keys: Sequence[Hashable | None],
+                      heads: Sequence[str | None]) -> list[_CachedPrefix | None]:
+        """Per row, the cached keys/values its prompt may start with: its episode's, else its system turn's."""
+        if not self.reuses_prefixes:
+            return [None] * len(keys)
+        own = [self._prefixes.get(key) if key is not None else None for key in keys]
+        missing = sorted({head for head, prefix in zip(heads, own, strict=True)
+                          if prefix is None and head is not None and head not in self._system_turns})
+        if missing:
+            head_ids = self._encode_batch(missing)
+            cache, attention, _ = self._prefill(head_ids, [None] * len(missing))
+            for row, (head, sequence) in enumerate(zip(missing, head_ids, strict=True)):
+                self._system_turns[head] = self._snapshot(sequence, cache, row, attention[row])
+        return [prefix or (self._system_turns.get(head) if head is not None else None)
+                for prefix, head in zip(own, heads, strict=True)]
+
+    def _prefill_for_decoding(self, sequences: Sequence[Sequence[int]], prefixes: Sequence[_CachedPrefix | None]
+                              ) -> tuple[Cache, torch.Tensor, torch.Tensor]:
+        """``_prefill`` by groups of similar uncached length, joined into one preallocated decode cache.
+
+        Each row's keys/values end at the same column, followed by room for
+        ``max_new_tokens``; models without plain full attention take one
+        ``_prefill`` and its growing cache.
+        """
+        if not self.reuses_prefixes:
+            return self._prefill(sequences, prefixes)
+        uncached = [len(seq) - self._reusable(prefix, seq) for seq, prefix in zip(sequences, prefixes, strict=True)]
+        parts = []
+        for group in _length_groups(uncached):
+            parts.append((torch.tensor(group, device=self.device),
+                          *self._prefill([sequences[i] for i in group], [prefixes[i] for i in group])))
+        width = max(attention.shape[1] for _, _, attention, _ in parts)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long, device=self.device)
+        logits = parts[0][3].new_empty((len(sequences), parts[0][3].shape[-1]))
+        layers = []
+        for layer in parts[0][1].layers:
+            shape = (len(sequences), layer.keys.shape[1], width + self.sampling.max_new_tokens, layer.keys.shape[-1])
+            joined = _GrowingLayer(layer.keys.new_empty(shape), layer.values.new_empty(shape), width)
+            joined.keys.zero_()  # padding columns are masked, but garbage there could be NaN, which masks do not stop
+            joined.values.zero_()
+            layers.append(joined)
+        for index, cache, part_attention, part_logits in parts:
+            start = width - part_attention.shape[1]
+            attention[index, start:] = part_attention
+            logits[index] = part_logits
+            for joined, layer in zip(layers, cache.layers, strict=True):
+                joined._keys[index, :, start:width] = layer.keys
+                joined._values[index, :, start:width] = layer.values
+        cache = DynamicCache(config=self.model.config)
+        cache.layers = layers
+        return cache, attention, logits
+
+    def _prefill(self, sequences: Sequence[Sequence[int]], prefixes: Sequence[_CachedPrefix | None]
+                 ) -> tuple[Cache, torch.Tensor, torch.Tensor]:
         """Run ``sequences`` left-padded: (their cache, attention mask, logits after the last token).
 
-        A row whose leading tokens are cached under its key takes their
-        keys/values from the cache and runs only the rest; the batch runs as
+        A row whose leading tokens are cached in its prefix takes their
+        keys/values from there and runs only the rest; the batch runs as
         many new tokens as its longest uncached part (rows with less take
         that many from their cached tail instead), so the cached block and
-        the new tokens meet at one column for every row.
-
-        With ``room`` (tokens still to come) and a plain full-attention model
-        the cache is preallocated: a growing cache copies all of itself at
-        every decode step, which at a few hundred rows of a thousand tokens
-        costs more than the model.
+        the new tokens meet at one column for every row: each row's tokens
+        are the last columns of its mask, one run without gaps.
         """
-        cached = [self._reusable(key, seq) for key, seq in zip(keys, sequences, strict=True)]
+        cached = [self._reusable(prefix, seq) for prefix, seq in zip(prefixes, sequences, strict=True)]
         width = max(len(seq) - n for seq, n in zip(sequences, cached, strict=True))
         from_cache = [max(0, len(seq) - width) for seq in sequences]
         cached_width = max(from_cache)
@@ -306,8 +429,7 @@ class ModelPolicy:
                 input_ids[row, width - len(tail):] = torch.tensor(tail)
             attention[row, cached_width + width - len(tail):] = 1
             attention[row, cached_width - n:cached_width] = 1
-        sources = [(row, self._prefixes[key].layers, n)
-                   for row, (key, n) in enumerate(zip(keys, from_cache, strict=True)) if n]
+        sources = [(row, prefixes[row].layers, n) for row, n in enumerate(from_cache) if n]
         past = []
         for layer in range(len(sources[0][1]) if sources else 0):
             first_keys, first_values = sources[0][1][layer]
@@ -319,55 +441,70 @@ class ModelPolicy:
             past.append((past_keys, past_values))
         attention = attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, cached_width:]
-        if room is not None and self.reuses_prefixes:
-            cache = StaticCache(config=self.model.config, max_cache_len=cached_width + width + room)
-            for layer, (past_keys, past_values) in zip(cache.layers, past, strict=False):
-                layer.update(past_keys, past_values)
-        else:
-            cache = DynamicCache(past or None, config=self.model.config)
+        cache = DynamicCache(past or None, config=self.model.config)
         logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention,
                             position_ids=positions, cache=cache, use_cache=True,
                             logits_to_keep=1).logits[:, -1, :].float()
         return cache, attention, logits
 
-    def _reusable(self, key: Hashable | None, sequence: Sequence[int]) -> int:
-        """How many leading tokens of ``sequence`` have cached keys/values (at least one is left to run)."""
-        prefix = self._prefixes.get(key) if key is not None else None
+    @staticmethod
+    def _reusable(prefix: _CachedPrefix | None, sequence: Sequence[int]) -> int:
+        """How many leading tokens of ``sequence`` have keys/values in ``prefix`` (at least one is left to run)."""
         if prefix is None:
             return 0
         return min(_shared_length(prefix.ids, sequence), len(sequence) - 1)
 
     def _remember(self, key: Hashable | None, ids: list[int], cache: Cache, row: int,
                   attention: torch.Tensor) -> None:
+        """Keep row ``row``'s keys/values for the episode's next decision."""
         if key is None or not self.reuses_prefixes:
             return
-        valid = attention.bool()
-        width = len(valid)
-        layers = [(layer.keys[row][:, :width][:, valid], layer.values[row][:, :width][:, valid])
+        prefix = self._snapshot(ids, cache, row, attention)
+        if prefix is not None:
+            self._prefixes[key] = prefix
+
+    @staticmethod
+    def _snapshot(ids: Sequence[int], cache: Cache, row: int, attention: torch.Tensor) -> _CachedPrefix | None:
+        """Row ``row``'s keys/values without its padding, if they are exactly those of ``ids``.
+
+        A row's tokens fill the last columns of its mask (see ``_prefill``),
+        so they are one slice, copied so as not to hold the batch's cache.
+        """
+        end = len(attention)
+        start = end - len(ids)
+        if start < 0 or int(attention[start:].sum()) != len(ids):
+            return None
+        layers = [(layer.keys[row, :, start:end].clone(), layer.values[row, :, start:end].clone())
                   for layer in cache.layers]
-        if layers and layers[0][0].shape[1] == len(ids):
-            self._prefixes[key] = _CachedPrefix(ids, layers)
+        return _CachedPrefix(list(ids), layers)
+
+    def _system_turn(self, messages: Sequence[Message]) -> str | None:
+        """The chat's rendered system turn, the head its episode shares with every episode of its domain."""
+        if not self.reuses_prefixes or not messages or messages[0]["role"] != "system":
+            return None
+        return self.tokenizer.apply_chat_template([messages[0]], tokenize=False)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
     def _sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token, its log-prob) per row; top-p runs on the top-k candidates only (the rest have mass 0)."""
         if self.sampling.greedy:
             tokens = logits.argmax(dim=-1)
             return tokens, torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0]
         scaled = logits / self.sampling.temperature
         logprobs = torch.log_softmax(scaled, dim=-1)
-        filtered = scaled.clone()
-        if 0 < self.sampling.top_k < filtered.shape[-1]:
-            kth = torch.topk(filtered, self.sampling.top_k, dim=-1).values[:, -1:]
-            filtered[filtered < kth] = -math.inf
+        k = self.sampling.top_k if 0 < self.sampling.top_k < scaled.shape[-1] else scaled.shape[-1]
+        candidates, order = torch.topk(scaled, k, dim=-1)  # sorted, best first
         if self.sampling.top_p < 1.0:
-            ordered, order = torch.sort(filtered, dim=-1, descending=True)
-            probs = torch.softmax(ordered, dim=-1)
+            probs = torch.softmax(candidates, dim=-1)
             before = probs.cumsum(dim=-1) - probs  # mass of the strictly better tokens
-            ordered[before >= self.sampling.top_p] = -math.inf
-            filtered = torch.full_like(filtered, -math.inf).scatter(-1, order, ordered)
-        tokens = torch.multinomial(torch.softmax(filtered, dim=-1), 1, generator=self.generator)[:, 0]
+            candidates = candidates.masked_fill(before >= self.sampling.top_p, -math.inf)
+        picked = torch.multinomial(torch.softmax(candidates, dim=-1), 1, generator=self.generator)
+        tokens = order.gather(-1, picked)[:, 0]
         return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
 
     def _stop_ids(self) -> set[int]:
