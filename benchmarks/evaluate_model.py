@@ -5,8 +5,10 @@ Issue 6's target: with the tiny model, all five domains × all pools at
 machine.  The domains' episodes advance together in one lockstep run
 (``sepo.evaluation.evaluate_games``, as ``sepo evaluate --game all`` does),
 then Kuhn's 12-infoset table is read from the model's action probabilities.
-For comparison it also times the domains one after another (what the
-per-domain ``evaluate_*`` DVC stages do, each in its own process).
+For comparison it also times the domains one after another with the same
+policy (what the per-domain ``evaluate_*`` DVC stages do, each in its own
+process); which is faster depends on whether a batched step is bound by
+fixed overhead or by reading the cache.
 
 Run: python benchmarks/evaluate_model.py [--model data/models/sft] [--threads 1]
 """
@@ -54,8 +56,8 @@ def main() -> None:
         for game in GAME_NAMES:
             evaluate_policy(params, game, policy, batch_size=params.generation.batch_size)
         sequential = time.perf_counter() - start
-        print(f"domains one after another (same policy, no Kuhn table): {sequential:.1f} s; "
-              f"joint run {sequential / (games_done - loaded):.2f}x faster")
+        print(f"domains one after another (same policy, no Kuhn table): {sequential:.1f} s "
+              f"(joint run / one after another: {(games_done - loaded) / sequential:.2f})")
 
 
 if __name__ == "__main__":

@@ -54,9 +54,13 @@ def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolic
                    on_step: Callable[[int], None] | None = None) -> dict[str, Evaluated]:
     """``evaluate_policy`` for several domains in one lockstep run: game -> (result, episodes).
 
-    All domains' episodes advance together, so a model policy pays for the
-    longest domain's rounds once instead of once per domain; each domain's
-    episodes and metrics are exactly those of evaluating it alone.
+    All domains' episodes advance together: as many batched steps as the
+    longest domain has rounds, instead of the sum over domains.  That pays
+    where a step's cost is fixed overhead (large models, GPUs); on a CPU with
+    the tiny model a step is bound by reading the batch's cache, and the
+    joint run measured no faster than domain by domain
+    (``benchmarks/evaluate_model.py``).  The episodes and each domain's
+    metrics do not depend on the grouping.
     """
     episodes = params.eval.episodes if episodes is None else episodes
     seed = params.eval.seed if seed is None else seed
