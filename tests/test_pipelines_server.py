@@ -118,8 +118,10 @@ def test_a_served_scheduled_evaluation_completes_on_a_real_server(tmp_path):
     with _started(server_command, server_log, env, signal.SIGTERM, grace_s=15) as server:
         _wait_for_health(api_url, server, server_log)
         with SyncPrefectClient(api_url) as client:
-            # SIGINT is Ctrl-C: serve shuts down cleanly and pauses the schedule it served
-            with _started(serve_command, serve_log, env, signal.SIGINT, grace_s=20) as serve:
+            # SIGINT is Ctrl-C: serve shuts down cleanly and pauses the schedule it served. A scheduled
+            # run may have just started (every 5 s); serve lets it end first, which on a loaded machine
+            # takes a while (a Dask cluster starts and stops), hence the long grace before SIGKILL
+            with _started(serve_command, serve_log, env, signal.SIGINT, grace_s=90) as serve:
                 runs = []
                 deadline = time.monotonic() + FIRST_RUN_TIMEOUT_S
                 while time.monotonic() < deadline:
