@@ -59,13 +59,22 @@ def _stop(process: subprocess.Popen, first_signal: signal.Signals, grace_s: floa
     return spawned
 
 
+def _default_sigint() -> None:
+    """Undo an inherited "ignore SIGINT" (a shell's background jobs have it), or Ctrl-C could not reach serve.
+
+    Python installs its KeyboardInterrupt handler only when SIGINT is not
+    ignored at start-up, and an ignored signal survives exec.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _started(command: list[str], log: Path, env: dict[str, str], first_signal: signal.Signals,
              grace_s: float) -> Iterator[subprocess.Popen]:
     """A process in its own session (so its group can be signalled), stopped on exit with no orphans."""
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_default_sigint)
     try:
         yield process
     finally:
@@ -118,10 +127,8 @@ def test_a_served_scheduled_evaluation_completes_on_a_real_server(tmp_path):
     with _started(server_command, server_log, env, signal.SIGTERM, grace_s=15) as server:
         _wait_for_health(api_url, server, server_log)
         with SyncPrefectClient(api_url) as client:
-            # SIGINT is Ctrl-C: serve shuts down cleanly and pauses the schedule it served. A scheduled
-            # run may have just started (every 5 s); serve lets it end first, which on a loaded machine
-            # takes a while (a Dask cluster starts and stops), hence the long grace before SIGKILL
-            with _started(serve_command, serve_log, env, signal.SIGINT, grace_s=90) as serve:
+            # SIGINT is Ctrl-C: serve shuts down cleanly and pauses the schedule it served
+            with _started(serve_command, serve_log, env, signal.SIGINT, grace_s=30) as serve:
                 runs = []
                 deadline = time.monotonic() + FIRST_RUN_TIMEOUT_S
                 while time.monotonic() < deadline:
