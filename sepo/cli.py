@@ -49,7 +49,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     settings = {"episodes": args.episodes, "seed": args.seed, "batch_size": params.generation.batch_size}
     if args.policy.startswith("model:"):  # one model plays every domain: load it once, all domains in lockstep
         policy = resolve_policy(params, games[0], args.policy)
-        policies = dict.fromkeys(games, policy)
         played = evaluate_games(params, games, policy, **settings)
         results = {g: with_audit_fields(params, g, policy, played[g][0]) for g in games}
     else:

@@ -72,6 +72,10 @@ class ReportInputs:
     def games(self) -> list[str]:
         return [g for g in GAME_NAMES if g in self.evaluations]
 
+    def nash_frequencies(self) -> dict[str, float]:
+        """The equilibrium's J-bluff / Q-call / K-bet frequencies (every Kuhn row carries the same)."""
+        return next(iter(self.evaluations["kuhn"].values()))["kuhn"]["equilibrium_frequencies"]
+
     def rows(self, game: str) -> list[str]:
         """Row names of a domain's table: base, SFT, SEPO, then the references."""
         present = self.evaluations[game]
@@ -120,7 +124,7 @@ def kuhn_table(inputs: ReportInputs) -> Table | None:
         k = rows[name]["kuhn"]
         body.append([row_label(rows[name]), f"{k['nash_conv']:.4f}", f"{k['exploitability']:.4f}",
                      *(f"{k['frequencies'][key]:.3f}" for key, _ in FREQUENCIES)])
-    nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+    nash = inputs.nash_frequencies()
     body.append(["Nash equilibrium (α of NashApprox)", "0", "0", *(f"{nash[key]:.3f}" for key, _ in FREQUENCIES)])
     return header, body
 
@@ -225,7 +229,7 @@ def kuhn_frequencies_svg(inputs: ReportInputs) -> str | None:
         return None
     plt = _pyplot()
     names = inputs.rows("kuhn")
-    nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+    nash = inputs.nash_frequencies()
     figure, ax = plt.subplots(figsize=(6.5, 3))
     width = 0.8 / (len(names) + 1)
     for k, name in enumerate(names):
@@ -265,7 +269,7 @@ def kuhn_frequencies_csv(inputs: ReportInputs) -> str:
         for key, _ in FREQUENCIES:
             writer.writerow([f"{name}/{key}", key, name, f"{rows[name]['kuhn']['frequencies'][key]:.6g}"])
     if rows:
-        nash = next(iter(rows.values()))["kuhn"]["equilibrium_frequencies"]
+        nash = inputs.nash_frequencies()
         for key, _ in FREQUENCIES:
             writer.writerow([f"nash/{key}", key, "nash", f"{nash[key]:.6g}"])
     return out.getvalue()

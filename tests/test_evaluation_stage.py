@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from sepo.episode_log import episode_to_json, iter_episode_lines, read_episodes
+from sepo.episode_log import episode_to_json, iter_episode_lines, read_episodes, write_episodes
 from sepo.evaluation import kuhn_infoset_requests, policy_evaluation
 from sepo.exploitability import nash_conv
 from sepo.games.kuhn import INFOSETS, infoset_key
@@ -45,8 +45,6 @@ def test_reference_row_is_recomputed_exactly_from_its_episode_log(tmp_path, game
 def test_log_round_trip_is_lossless_and_byte_stable(tmp_path):
     agent = ScriptedAgent(PARAMS.strategy("negotiation_items", "Adaptive"))
     _, played = policy_evaluation(PARAMS, "negotiation_items", agent, name="x", source="scripted:Adaptive")
-    from sepo.episode_log import write_episodes
-
     records = [p.record for p in played]
     write_episodes(tmp_path / "a.gz", records)
     write_episodes(tmp_path / "b.gz", read_episodes(tmp_path / "a.gz"))
@@ -63,8 +61,6 @@ def test_a_tampered_log_no_longer_reproduces_the_metrics(tmp_path):
     records = read_episodes(log)
     train = next(r for r in records if r.pool == "train")
     train.rounds[0] = type(train.rounds[0])(**{**train.rounds[0].__dict__, "payoffs": (5.0, 0.0)})
-    from sepo.episode_log import write_episodes
-
     write_episodes(log, records)
     assert recomputed(result, log)["pay"]["value"] != result["metrics"]["pay"]["value"]
 
