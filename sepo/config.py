@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from sepo.errors import ConfigError, unknown_name
 from sepo.games import GAME_NAMES, make_game
@@ -73,6 +73,9 @@ class EvalParams(_Strict):
     """Evaluation of a policy against every pool."""
 
     episodes: int = Field(gt=0, description="episodes per opponent")
+    row_episodes: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="episodes per opponent of particular report rows instead (e.g. "
+        "base: the untrained model writes max_new_tokens of noise at every decision)")
     seed: int = Field(ge=0, description="base seed of the evaluation episodes")
     bootstrap_samples: int = Field(gt=0, description="bootstrap resamples for the confidence intervals")
     confidence: float = Field(gt=0, lt=1, description="confidence level of the intervals")
@@ -224,6 +227,13 @@ class GenerationParams(_Strict):
     greedy: bool = Field(description="take the most likely token instead of sampling")
     batch_size: int = Field(gt=0, description="most decisions generated in one batched call")
     seed: int = Field(ge=0, description="seed of the policy's sampling generator")
+    fast_decode: Literal["auto", "on", "off"] = Field(
+        description="the resident-slot decode loop of sepo.policies.fast_decode for evaluation: auto = on a "
+        "GPU for the decoders it supports (Qwen3, Qwen2, Llama); on = wherever it is supported (CPU too)")
+    fast_decode_slots: int = Field(gt=0, description="episodes whose keys/values stay resident at once; "
+                                   "a call with more decisions runs in chunks of this size")
+    fast_decode_capacity: int = Field(gt=1, description="tokens per slot; a decision whose prompt plus "
+                                      "max_new_tokens does not fit takes the standard loop")
 
 
 class SFTValidityParams(_Strict):

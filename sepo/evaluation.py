@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepo.config import Params
-from sepo.games.kuhn import infoset_key
+from sepo.exploitability import equilibrium_frequencies, exploitability, nash_conv, strategy_frequencies
+from sepo.games.kuhn import FIRST_MOVER_BETTINGS, INFOSETS, aggressive_action, betting_legal_actions, infoset_key
 from sepo.games.protocol import POOLS, Game, SeatView
 from sepo.metrics import evaluate_episodes
 from sepo.rollout import AgentPolicy, DecisionRequest, EpisodeSpec, PlayedEpisode, play_episodes
@@ -87,8 +88,6 @@ def kuhn_infoset_requests(game: Game) -> list[DecisionRequest]:
     second-mover sets ("p", "b") are asked of a hand 1 in which the opponent
     acts first; the state text is otherwise exactly the engine's.
     """
-    from sepo.games.kuhn import FIRST_MOVER_BETTINGS, INFOSETS, betting_legal_actions
-
     requests = []
     for index, key in enumerate(INFOSETS):
         card, betting = key[0], key[1:]
@@ -103,8 +102,6 @@ def kuhn_infoset_requests(game: Game) -> list[DecisionRequest]:
 
 def model_kuhn_policy_table(policy: Any, game: Game) -> dict[str, float]:
     """P(BET or CALL) at each of the 12 information sets, from the model's action probabilities."""
-    from sepo.games.kuhn import aggressive_action
-
     requests = kuhn_infoset_requests(game)
     probabilities = policy.action_probabilities(requests)
     return {infoset_key(r.view): p[aggressive_action(r.view.legal_actions)]
@@ -113,13 +110,6 @@ def model_kuhn_policy_table(policy: Any, game: Game) -> dict[str, float]:
 
 def kuhn_strategy_report(policy_table: dict[str, float], alpha: float) -> dict[str, Any]:
     """The exact Kuhn numbers for a policy table: NashConv, exploitability, key frequencies."""
-    from sepo.exploitability import (
-        equilibrium_frequencies,
-        exploitability,
-        nash_conv,
-        strategy_frequencies,
-    )
-
     return {
         "policy_table": dict(sorted(policy_table.items())),
         "nash_conv": nash_conv(policy_table),
@@ -132,8 +122,11 @@ def kuhn_strategy_report(policy_table: dict[str, float], alpha: float) -> dict[s
 def policy_evaluation(params: Params, game_name: str, policy: AgentPolicy, *, name: str, source: str,
                       batch_size: int | None = None,
                       on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[PlayedEpisode]]:
-    """One row of the report: ``evaluate_policy`` plus ``with_audit_fields``."""
-    result, played = evaluate_policy(params, game_name, policy, batch_size=batch_size, on_step=on_step)
+    """One row of the report: ``evaluate_policy`` (``eval.row_episodes[name]`` or ``eval.episodes``
+    per opponent) plus ``with_audit_fields``."""
+    episodes = params.eval.row_episodes.get(name, params.eval.episodes)
+    result, played = evaluate_policy(params, game_name, policy, episodes=episodes, batch_size=batch_size,
+                                     on_step=on_step)
     return with_audit_fields(params, game_name, policy, {"policy": name, "source": source, **result}), played
 
 

@@ -292,7 +292,11 @@ def sections(inputs: ReportInputs) -> list[Section]:
     sampling = (f"model rows sample at temperature {sampled['temperature']}, top-p {sampled['top_p']}, "
                 f"top-k {sampled['top_k']}, at most {sampled['max_new_tokens']} new tokens" if sampled
                 else "no model rows")
-    settings = (f"Each row: {first['episodes_per_opponent']} episodes per opponent of every pool (train, exploit, "
+    per_row = {row: r["episodes_per_opponent"] for rows in inputs.evaluations.values() for row, r in rows.items()}
+    usual = max(sorted(set(per_row.values())), key=list(per_row.values()).count)
+    exceptions = ", ".join(f"{row}: {n}" for row, n in sorted(per_row.items()) if n != usual)
+    settings = (f"Each row: {usual} episodes per opponent{f' ({exceptions})' if exceptions else ''} of every pool "
+                "(train, exploit, "
                 f"collusive, shift), evaluation seed {first['seed']}; {sampling}. Cells are the value and its 95% "
                 "percentile-bootstrap interval over episodes (stratified by opponent). Safety uses each domain's "
                 "reported λ and payoff scale, written in every metrics file.")

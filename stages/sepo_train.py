@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepo.config import load_params
+from sepo.distributed import is_main_process
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic, write_text_atomic
 
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
     result = train_and_select(params, plan, args.model, args.checkpoints, args.out)
+    if not is_main_process():  # under accelerate launch: rank 0 writes the shared outputs
+        return 0
     write_json_atomic(args.metrics, {"game": args.game, **result.summary})
     write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
     selection = result.summary["selection"]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepo.config import load_params
+from sepo.distributed import is_main_process
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic, write_text_atomic
 
@@ -61,8 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sft: error: {exc}", file=sys.stderr)
         return 2
-    shutil.rmtree(args.out, ignore_errors=True)
+    main_process = is_main_process()
+    if main_process:  # under accelerate launch, one rank clears; the trainer saves from rank 0 alone
+        shutil.rmtree(args.out, ignore_errors=True)
     summary, history, _ = train_sft(model, tokenizer, params.sft, train, valid, args.out)
+    if not main_process:
+        return 0
     write_json_atomic(args.metrics, summary)
     plots = Path(args.plots)
     write_text_atomic(plots / "train_loss.tsv", _tsv([h for h in history if "loss" in h],

@@ -68,11 +68,14 @@ def run_sepo(model_dir: Path, out: Path) -> dict:
 def main() -> None:
     from accelerate import PartialState
 
+    from sepo.distributed import is_main_process
+
     stage, model_dir, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     torch.set_num_threads(1)
     state = PartialState()
     result = {"sft": run_sft, "sepo": run_sepo}[stage](model_dir, out)
-    result |= {"rank": state.process_index, "world_size": state.num_processes, "backend": state.backend}
+    result |= {"rank": state.process_index, "world_size": state.num_processes, "backend": state.backend,
+               "main_for_stages": is_main_process()}
     (out / f"{stage}-rank{state.process_index}.json").write_text(json.dumps(result))
 
 

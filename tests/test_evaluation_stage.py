@@ -42,6 +42,22 @@ def test_reference_row_is_recomputed_exactly_from_its_episode_log(tmp_path, game
     assert first["decisions"][0]["reply"].startswith("Action: ") and first["decisions"][0]["valid"] is True
 
 
+def test_a_row_can_have_its_own_episode_count(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["eval"]["row_episodes"] = {"reciprocal": 2}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    counts = {}
+    for role in ("reciprocal", "equilibrium"):
+        out, log = tmp_path / f"{role}.json", tmp_path / f"{role}.jsonl.gz"
+        assert evaluate_stage.main(["--params", str(params), "--game", "auction", "--policy", role,
+                                    "--out", str(out), "--episodes", str(log)]) == 0
+        counts[role] = (json.loads(out.read_text())["episodes_per_opponent"], len(read_episodes(log)))
+    opponents = sum(len(PARAMS.pool("auction", p)) for p in ("train", "exploit", "collusive", "shift"))
+    assert counts == {"reciprocal": (2, 2 * opponents),
+                      "equilibrium": (PARAMS.eval.episodes, PARAMS.eval.episodes * opponents)}
+
+
 def test_log_round_trip_is_lossless_and_byte_stable(tmp_path):
     agent = ScriptedAgent(PARAMS.strategy("negotiation_items", "Adaptive"))
     _, played = policy_evaluation(PARAMS, "negotiation_items", agent, name="x", source="scripted:Adaptive")

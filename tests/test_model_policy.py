@@ -209,3 +209,35 @@ def test_cli_evaluates_a_model_policy_and_reports_a_missing_one(tmp_path, capsys
     capsys.readouterr()
     assert main(["--params", str(small), "evaluate", "--policy", "model:/no/model", "--game", "ipd"]) == 2
     assert capsys.readouterr().err == "sepo: error: model path not found: /no/model\n"
+
+
+def test_the_fast_decoder_plays_the_same_greedy_episodes_as_the_standard_loop(tmp_path_factory):
+    """Chunks of its slot count, slots kept across an episode's decisions, long decisions on the standard loop."""
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir(str(tmp_path_factory.getbasetemp())))
+    specs = mixed_specs()
+    stock = play_episodes(specs, ModelPolicy(model, tokenizer, GREEDY), batch_size=7)
+    lengths = sorted(len(tokenizer(ModelPolicy(model, tokenizer).render(p.messages[:2]), add_special_tokens=False)
+                         ["input_ids"]) for p in stock)
+    capacity = lengths[len(lengths) // 2] + 40  # about half the first decisions, fewer of the later ones, fit
+    policy = ModelPolicy(model, tokenizer, GREEDY)
+    assert policy.use_fast_decoder(slots=4, capacity=capacity, compile=False)
+    calls = []
+    fast_generate = policy.fast.generate
+    policy.fast.generate = lambda ids, keys: calls.append(len(ids)) or fast_generate(ids, keys)
+    fast = play_episodes(specs, policy, batch_size=7)
+    assert transcript(fast) == transcript(stock)
+    assert calls and max(calls) <= 4  # batches of 7 went in chunks of at most 4 slots
+    assert sum(calls) < sum(len(p.replies) for p in fast)  # the decisions too long for a slot ran here
+    assert policy.fast._slot_of == {}  # every ended episode gave its slot back
+
+
+@pytest.mark.parametrize(("setting", "attached"), [("on", True), ("auto", torch.cuda.is_available()), ("off", False)])
+def test_the_fast_decode_param_picks_the_decode_loop(tmp_path_factory, setting, attached):
+    from sepo.policies.model import load_model_policy
+
+    params = PARAMS.model_copy(update={"generation": PARAMS.generation.model_copy(update={"fast_decode": setting})})
+    policy = load_model_policy(tiny_model_dir(str(tmp_path_factory.getbasetemp())), params)
+    assert (policy.fast is not None) == attached
+    if attached:
+        assert policy.fast.slots == params.generation.fast_decode_slots
+        assert policy.fast.decoder.cache.capacity >= params.generation.fast_decode_capacity

@@ -49,6 +49,7 @@ def launch(stage: str, out: Path) -> list[dict]:
 def test_two_cpu_processes_train_the_same_weights(stage, tmp_path):
     ranks = launch(stage, tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["main_for_stages"] for r in ranks] == [True, False]  # only rank 0's stage script writes outputs
     assert {(r["world_size"], r["backend"]) for r in ranks} == {(PROCESSES, "gloo")}
     assert all(r["moved"] and r["steps"] > 0 for r in ranks)
     assert ranks[0]["after"] == ranks[1]["after"]

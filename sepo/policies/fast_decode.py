@@ -40,10 +40,14 @@ idle.  This module removes those costs for plain full-attention decoders
 Memory: the cache holds ``slots x (capacity + 1)`` tokens of keys and values
 for every layer (Qwen3-4B: 144 KiB a token in bf16), allocated once.
 
-Wiring into ``ModelPolicy`` (on CUDA when ``supports(model)``): build one
-``FastGenerator`` next to the model, call its ``generate(prompt_ids,
-cache_keys)`` in place of ``ModelPolicy.generate``'s decode loop (the same
-``(ids, logprobs)`` per prompt) and its ``forget`` from ``ModelPolicy.forget``.
+Wiring: ``ModelPolicy.use_fast_decoder`` puts a ``FastGenerator`` next to
+the model and routes ``ModelPolicy.generate`` through it (in chunks of the
+slot count; a decision too long for a slot takes the standard loop) and
+``ModelPolicy.forget`` frees the slots; ``load_model_policy`` does so per
+``generation.fast_decode`` (``auto``: on CUDA for ``SUPPORTED_MODEL_TYPES``),
+so evaluation, ``sft_validity`` and ``sepo evaluate`` use it on a GPU.
+GRPO rollouts still sample through the standard loop: their policy is
+rebuilt around the training model at every step.
 """
 
 from __future__ import annotations

@@ -42,6 +42,13 @@ Exact choices, written down because results depend on them:
   ``context + "Action:"`` (the text is tokenized as a whole, so the space
   joins the action's first token exactly as in training).  The highest score
   wins; ties go to the first legal action.
+- GPU decoding: ``use_fast_decoder`` switches ``generate`` to the
+  resident-slot loop of ``sepo.policies.fast_decode`` (same stop rule,
+  same ``(ids, logprobs)``, same sampling distribution; its own seeded
+  stream, so sampled replies differ from this loop's while greedy ones are
+  equal).  Decisions whose prompt plus ``max_new_tokens`` exceed a slot
+  take this loop.  Scoring (fallback, ``action_probabilities``) always
+  runs here.
 - ``action_probabilities``: the same scores with the reply empty (the
   prompt followed directly by ``Action: X``), normalised over the legal
   actions.  The actions of every domain are such that none is a token prefix
@@ -54,6 +61,7 @@ import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import Cache, DynamicCache
@@ -62,6 +70,9 @@ from transformers.cache_utils import DynamicLayer
 from sepo.config import Params
 from sepo.games.parsing import _ACTION_LINE, ACTION_PREFIX, parse_action
 from sepo.rollout import AgentReply, DecisionRequest, Message
+
+if TYPE_CHECKING:
+    from sepo.policies.fast_decode import FastGenerator
 
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
@@ -199,6 +210,25 @@ class ModelPolicy:
         self._prefixes: dict[Hashable, _CachedPrefix] = {}
         self._system_turns: dict[str, _CachedPrefix | None] = {}  # rendered system turn -> its keys/values
         self._newline_ids: frozenset[int] | None = None
+        self.fast: FastGenerator | None = None
+
+    def use_fast_decoder(self, slots: int, capacity: int, compile: bool | None = None) -> bool:
+        """Generate with ``sepo.policies.fast_decode`` from now on; False (and nothing changes) if unsupported.
+
+        ``slots`` episodes keep their keys/values resident, each up to
+        ``capacity`` tokens; ``compile`` (default: on CUDA) captures the
+        decode step in a CUDA graph.
+        """
+        from sepo.policies.fast_decode import FastGenerator, supports
+
+        if not supports(self.model):
+            return False
+        seed = int(torch.randint(2**62, (), generator=self.generator, device=self.device))  # its own stream
+        self.fast = FastGenerator(
+            self.model, self.sampling, slots=slots, capacity=capacity, stop_ids=self.stop_ids,
+            newline_ids=self.newline_ids(), is_complete=lambda ids: reply_is_complete(self.tokenizer.decode(ids)),
+            seed=seed, compile=compile, pad_id=self.tokenizer.pad_token_id)
+        return True
 
     # -- the AgentPolicy interface ------------------------------------------------
     def decide(self, requests: Sequence[DecisionRequest]) -> list[AgentReply]:
@@ -222,9 +252,11 @@ class ModelPolicy:
         return replies
 
     def forget(self, cache_keys: Sequence[Hashable]) -> None:
-        """Drop the cached prefixes of episodes that ended."""
+        """Drop the cached prefixes (and fast-decoder slots) of episodes that ended."""
         for key in cache_keys:
             self._prefixes.pop(key, None)
+        if self.fast is not None:
+            self.fast.forget(cache_keys)
 
     def action_probabilities(self, requests: Sequence[DecisionRequest]) -> list[dict[str, float]]:
         """P(action) after ``Action: `` directly following the prompt, normalised over the legal actions."""
@@ -254,13 +286,39 @@ class ModelPolicy:
             return []
         keys = list(cache_keys) if cache_keys is not None else [None] * len(prompts)
         prompt_ids = self._encode_batch(prompts)
-        prefixes = self._prefixes_for(keys, heads or [None] * len(prompts))
+        if self.fast is not None:
+            return self._generate_fast(prompt_ids, keys, heads)
+        return self._generate_here(prompt_ids, keys, heads)
+
+    def _generate_fast(self, prompt_ids: list[list[int]], keys: list[Hashable | None],
+                       heads: Sequence[str | None] | None) -> list[tuple[list[int], list[float]]]:
+        """The fast decoder in chunks of its slot count; decisions too long for a slot run here."""
+        assert self.fast is not None
+        out: list[tuple[list[int], list[float]] | None] = [None] * len(prompt_ids)
+        room = self.fast.decoder.cache.capacity - self.sampling.max_new_tokens + 1
+        fits = [i for i, ids in enumerate(prompt_ids) if len(ids) <= room]
+        for begin in range(0, len(fits), self.fast.slots):
+            chunk = fits[begin:begin + self.fast.slots]
+            for i, result in zip(chunk, self.fast.generate([prompt_ids[i] for i in chunk], [keys[i] for i in chunk]),
+                                 strict=True):
+                out[i] = result
+        rest = [i for i in range(len(prompt_ids)) if out[i] is None]
+        if rest:
+            for i, result in zip(rest, self._generate_here([prompt_ids[i] for i in rest], [keys[i] for i in rest],
+                                                           [heads[i] for i in rest] if heads else None), strict=True):
+                out[i] = result
+        return out  # type: ignore[return-value]
+
+    def _generate_here(self, prompt_ids: list[list[int]], keys: list[Hashable | None],
+                       heads: Sequence[str | None] | None) -> list[tuple[list[int], list[float]]]:
+        """This module's decode loop (see the module doc)."""
+        prefixes = self._prefixes_for(keys, heads or [None] * len(prompt_ids))
         cache, attention, logits = self._prefill_for_decoding(prompt_ids, prefixes)
         next_position = attention.sum(-1)
-        rows = list(range(len(prompts)))  # original index of each row of the batch
+        rows = list(range(len(prompt_ids)))  # original index of each row of the batch
         alive = rows  # batch rows still generating
-        ids: list[list[int]] = [[] for _ in prompts]
-        logprobs: list[list[float]] = [[] for _ in prompts]
+        ids: list[list[int]] = [[] for _ in prompt_ids]
+        logprobs: list[list[float]] = [[] for _ in prompt_ids]
         newline_ids = self.newline_ids()
         pad = self.tokenizer.pad_token_id
         for step in range(self.sampling.max_new_tokens):
@@ -530,4 +588,7 @@ def load_model_policy(path: str | Path, params: Params, greedy: bool | None = No
     g = params.generation
     sampling = SamplingSettings(temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
                                 max_new_tokens=g.max_new_tokens, greedy=g.greedy if greedy is None else greedy)
-    return ModelPolicy(model, tokenizer, sampling, seed=g.seed)
+    policy = ModelPolicy(model, tokenizer, sampling, seed=g.seed)
+    if g.fast_decode == "on" or (g.fast_decode == "auto" and device == "cuda"):
+        policy.use_fast_decoder(g.fast_decode_slots, g.fast_decode_capacity)
+    return policy
