@@ -1,4 +1,5 @@
-"""``grpo.use_vllm`` / ``grpo.vllm_mode`` reach TRL's GRPOConfig; off by default; not part of a run's identity."""
+"""``grpo.use_vllm`` / ``grpo.vllm_mode`` reach TRL's GRPOConfig; off by default; not part of a run's identity
+(nor are the decode-loop settings of ``generation``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from sepo.training.run import RunPlan, grpo_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def params_with(**grpo):
+def params_with(generation=None, **grpo):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["grpo"].update(grpo)
+    raw["generation"].update(generation or {})
     return parse_params(raw)
 
 
@@ -47,9 +49,13 @@ def test_the_sampling_backend_does_not_change_a_runs_identity(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    decoding = {"fast_decode": "on", "fast_decode_slots": 8, "fast_decode_capacity": 512, "batch_size": 16}
     identities = [RunPlan.from_params(p, "ipd").identity(p, model)
-                  for p in (params_with(), params_with(use_vllm=True, vllm_mode="server"))]
-    assert identities[0] == identities[1]
+                  for p in (params_with(), params_with(use_vllm=True, vllm_mode="server"),
+                            params_with(generation=decoding))]
+    assert identities[0] == identities[1] == identities[2]
+    sampled = params_with(generation={"temperature": 0.5})  # what is sampled does change it
+    assert RunPlan.from_params(sampled, "ipd").identity(sampled, model) != identities[0]
 
 
 @pytest.mark.parametrize("name", ["paper-qwen", "paper-gemma"])

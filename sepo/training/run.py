@@ -71,11 +71,13 @@ class RunPlan:
         """Everything that makes two runs the same run (budgets excluded, see ``checkpoints``)."""
         budgets = {"max_steps", "save_steps", "selection_episodes", "num_threads"}
         sepo = params.sepo.model_dump(exclude=budgets)
-        backend = {"use_vllm", "vllm_mode"}  # which engine samples, not what is sampled
+        # which engine samples and in what batches, not what is sampled: changing them keeps the checkpoints
+        backend = {"use_vllm", "vllm_mode"}
+        decoding = {"batch_size", "fast_decode", "fast_decode_slots", "fast_decode_capacity"}
         return {
             "game": self.game, "mode": self.mode, "scale_rewards": self.scale_rewards,
             "grpo": self.grpo.model_dump(exclude={"game_overrides", "scale_rewards", *backend}),
-            "sepo": sepo, "generation": params.generation.model_dump(exclude={"batch_size"}),
+            "sepo": sepo, "generation": params.generation.model_dump(exclude=decoding),
             "game_params": params.games[self.game].model_dump(),
             "model": str(model_path), "model_fingerprint": model_fingerprint(model_path),
         }
