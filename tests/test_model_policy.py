@@ -11,7 +11,8 @@ from sepo.cli import main
 from sepo.errors import ConfigError
 from sepo.evaluation import evaluate_policy
 from sepo.models.loading import load_model_and_tokenizer
-from sepo.policies.model import ModelPolicy, SamplingSettings, _length_groups, _shared_length, reply_is_complete
+from sepo.policies.model import ModelPolicy, SamplingSettings, _length_groups, reply_is_complete
+from sepo.policies.prefix import shared_length
 from sepo.rollout import DecisionRequest, EpisodeSpec, play_episodes
 from tests.model_fixtures import GAMES, PARAMS, ROOT, tiny_model_dir
 
@@ -153,7 +154,7 @@ def test_action_probabilities_are_a_distribution_over_the_legal_actions(model_an
     (([1, 2, 3], (1, 2, 3), [1, 2, 3, 4]), 3), (([5, 6, 7, 8], [5, 6, 7, 9], [5, 0]), 1),
 ])
 def test_shared_length_is_the_common_token_prefix(sequences, length):
-    assert _shared_length(*sequences) == length
+    assert shared_length(*sequences) == length
 
 
 def test_length_groups_cover_every_row_once_with_little_padding():

@@ -59,6 +59,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from sepo.policies.prefix import shared_length
+
 GROUPED_ATTENTION = "sepo_grouped_sdpa"
 #: decoders whose layers are all full attention through ``AttentionInterface`` and whose logits are the
 #: plain output projection of the last hidden state (no soft-capping)
@@ -337,15 +339,6 @@ class FastDecoder:
         return self._step(tokens, positions, uniform, window)
 
 
-def _shared_length(a: Sequence[int], b: Sequence[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
-
-
 class FastGenerator:
     """``ModelPolicy.generate`` on a ``FastDecoder``: (ids, log-probs) per prompt, each row stopping alone.
 
@@ -437,7 +430,7 @@ class FastGenerator:
         keys = list(cache_keys) if cache_keys is not None else [None] * len(prompt_ids)
         limit = self.sampling.max_new_tokens
         rows = self._assign(keys)
-        starts = [min(_shared_length(self._held[r], seq), len(seq) - 1) for r, seq in zip(rows, prompt_ids,
+        starts = [min(shared_length(self._held[r], seq), len(seq) - 1) for r, seq in zip(rows, prompt_ids,
                                                                                           strict=True)]
         needed = max(len(seq) for seq in prompt_ids) + limit - 1
         if needed > self.decoder.cache.capacity:

@@ -69,6 +69,7 @@ from transformers.cache_utils import DynamicLayer
 
 from sepo.config import Params
 from sepo.games.parsing import _ACTION_LINE, ACTION_PREFIX, parse_action
+from sepo.policies.prefix import shared_length
 from sepo.rollout import AgentReply, DecisionRequest, Message
 
 if TYPE_CHECKING:
@@ -87,20 +88,6 @@ class SamplingSettings:
     top_k: int = 50  # 0 turns top-k off
     max_new_tokens: int = 512
     greedy: bool = False
-
-
-def _shared_length(*sequences: Sequence[int]) -> int:
-    """Length of the common prefix of token sequences (a binary search on slice equality: C speed)."""
-    lists = [list(s) for s in sequences]
-    low, high = 0, min(len(s) for s in lists)
-    while low < high:
-        middle = (low + high + 1) // 2
-        head = lists[0][:middle]
-        if all(s[:middle] == head for s in lists[1:]):
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 def _select_rows(cache: Cache, index: torch.Tensor) -> None:
@@ -370,9 +357,9 @@ class ModelPolicy:
         for context, legal in zip(contexts, legal_actions, strict=True):
             prefix = self._encode(context + stem)
             fulls.append([self._encode(context + ACTION_PREFIX + a) for a in legal])
-            starts.append([max(1, _shared_length(prefix, full)) for full in fulls[-1]])
+            starts.append([max(1, shared_length(prefix, full)) for full in fulls[-1]])
         # the part every action of a context shares and that holds no scored token
-        stems = [min(min(first), _shared_length(*seqs)) for first, seqs in zip(starts, fulls, strict=True)]
+        stems = [min(min(first), shared_length(*seqs)) for first, seqs in zip(starts, fulls, strict=True)]
         scores: list[dict[str, float]] = [{} for _ in contexts]
         size = self.scoring_batch_size
         for begin in range(0, len(contexts), size):
@@ -510,7 +497,7 @@ class ModelPolicy:
         """How many leading tokens of ``sequence`` have keys/values in ``prefix`` (at least one is left to run)."""
         if prefix is None:
             return 0
-        return min(_shared_length(prefix.ids, sequence), len(sequence) - 1)
+        return min(shared_length(prefix.ids, sequence), len(sequence) - 1)
 
     def _remember(self, key: Hashable | None, ids: list[int], cache: Cache, row: int,
                   attention: torch.Tensor) -> None:
