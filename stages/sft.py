@@ -22,18 +22,12 @@ from sepo.config import load_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic, write_text_atomic
+from sepo.tsv import tsv_table
 
 # Idle OpenMP threads sleep instead of spinning: beside other work, spinning threads
 # made a 2-thread training step 20 times slower; sleeping ones cost nothing when the
 # cores are free.  Must be set before torch starts its thread pool.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def _tsv(rows: list[dict], columns: Sequence[str]) -> str:
-    lines = ["\t".join(columns)]
-    lines += ["\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns)
-              for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     write_json_atomic(args.metrics, summary)
     plots = Path(args.plots)
-    write_text_atomic(plots / "train_loss.tsv", _tsv([h for h in history if "loss" in h],
-                                                     ("step", "loss", "learning_rate")))
-    write_text_atomic(plots / "eval_loss.tsv", _tsv([h for h in history if "eval_loss" in h],
-                                                    ("step", "eval_loss")))
+    write_text_atomic(plots / "train_loss.tsv",
+                      tsv_table([h for h in history if "loss" in h], ("step", "loss", "learning_rate")))
+    write_text_atomic(plots / "eval_loss.tsv",
+                      tsv_table([h for h in history if "eval_loss" in h], ("step", "eval_loss")))
     print(f"sft: {summary['steps']} steps in {summary['train_runtime_s']} s, "
           f"train loss {summary['train_loss']}, eval loss {summary['eval_loss']} -> {args.out}")
     return 0

@@ -39,6 +39,7 @@ from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerp
 from sepo.training.groups import group_keys
 from sepo.training.rewards import reward_functions, reward_weights
 from sepo.training.rollout import GroupRollout, PolicyFactory
+from sepo.tsv import tsv_table
 
 
 @dataclass(frozen=True)
@@ -285,14 +286,6 @@ def train_and_select(params: Params, plan: RunPlan, model_path: str | Path, chec
     return RunResult(summary=summary, history=history, outcome=outcome)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
-
 def history_tsv(rows: list[dict[str, Any]]) -> str:
     """The step log as TSV for ``dvc plots``; a cell is empty where a step had nothing to measure."""
-    columns = ["step", *LOG_COLUMNS.values()]
-    lines = ["\t".join(columns)] + ["\t".join(_cell(row[c]) for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"
+    return tsv_table(rows, ["step", *LOG_COLUMNS.values()])
