@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python -m pip install --quiet --disable-pip-version-check -e ".[dev,dask]"
+# Vega, Vega-Lite and vega-embed from the npm registry: `python -m sepo.plots_page`
+# inlines them into .dvc/plots/offline.html, the offline `dvc plots show` page.
+npm ci --prefix scripts/vega --no-audit --no-fund --silent
 if ! command -v chromium >/dev/null 2>&1; then
     sudo=""
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
