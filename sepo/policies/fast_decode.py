@@ -28,14 +28,13 @@ idle.  This module removes those costs for plain full-attention decoders
   idle slots write to a scratch column that no real token attends to.  A
   call's attention reads only the slots' first columns its longest row needs,
   rounded up to 256 times a power of two (one graph per such width).
-- **Sampling on the device** (``sample_tokens``): temperature, top-k, then
-  top-p, then a Gumbel-max draw with uniforms from a seeded generator, the
-  same distribution as ``ModelPolicy._sample`` (and the same log-prob
-  convention: the temperature-scaled distribution before top-k/top-p).
-- **Per-row stop on the host every few steps**: a stop id, or a finished
-  ``Action:`` line (the caller's ``is_complete``); a row's reply is cut at its
-  exact stop step, so checking every ``check_every`` steps changes the cost,
-  not the replies.  Decoding ends when every row has stopped.
+- **Sampling on the device**: ``sepo.policies.decoding.sample_tokens``, the
+  one sampling function both decode loops use (a Gumbel-max draw with
+  uniforms from a seeded generator, so the captured step is a pure function).
+- **Per-row stop on the host every few steps**: ``sepo.policies.decoding.StopRule``,
+  the standard loop's rule; a row's reply is cut at its exact stop step, so
+  checking every ``check_every`` steps changes the cost, not the replies.
+  Decoding ends when every row has stopped.
 
 Memory: the cache holds ``slots x (capacity + 1)`` tokens of keys and values
 for every layer (Qwen3-4B: 144 KiB a token in bf16), allocated once.
@@ -54,28 +53,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+from sepo.policies.decoding import Sampler, SamplingSettings, StopRule, noise_width, sample_tokens
 from sepo.policies.prefix import shared_length
+
+__all__ = ["FastDecoder", "FastGenerator", "SlotCache", "grouped_attention", "grouped_sdpa", "noise_width",
+           "register_grouped_attention", "sample_tokens", "supports"]
 
 GROUPED_ATTENTION = "sepo_grouped_sdpa"
 #: decoders whose layers are all full attention through ``AttentionInterface`` and whose logits are the
 #: plain output projection of the last hidden state (no soft-capping)
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama")
 _ALIGN = 16  # memory-efficient SDPA wants the key length a multiple of this
-
-
-class SamplingLike(Protocol):
-    """What decoding needs of ``ModelPolicy``'s ``SamplingSettings`` (any object with these fields)."""
-
-    temperature: float
-    top_p: float
-    top_k: int
-    max_new_tokens: int
-    greedy: bool
 
 
 # -- attention ----------------------------------------------------------------------------------
@@ -181,40 +173,6 @@ class SlotCache:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
-# -- sampling -----------------------------------------------------------------------------------
-def sample_tokens(logits: torch.Tensor, uniform: torch.Tensor | None, temperature: float, top_p: float,
-                  top_k: int, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token, its log-prob) per row of ``logits`` (B, V), float32.
-
-    Temperature, then top-k, then top-p (the smallest set of the best tokens
-    whose mass reaches ``top_p``), then a Gumbel-max draw from ``uniform``
-    (B, top_k, or B, V when top-k is off): the distribution of
-    ``ModelPolicy._sample``.  Log-probs are those of the temperature-scaled
-    distribution before the filters (temperature 1 when greedy).
-    """
-    if greedy:
-        tokens = logits.argmax(dim=-1)
-        return tokens, logits.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-    scaled = logits / temperature
-    if 0 < top_k < scaled.shape[-1]:
-        values, indices = torch.topk(scaled, top_k, dim=-1)  # sorted, best first
-    else:
-        values, indices = torch.sort(scaled, dim=-1, descending=True)
-    if top_p < 1.0:
-        probs = torch.softmax(values, dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass of the strictly better tokens
-        values = values.masked_fill(before >= top_p, -torch.inf)
-    gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
-    choice = (values + gumbel).argmax(dim=-1, keepdim=True)
-    tokens = indices.gather(-1, choice)[:, 0]
-    return tokens, scaled.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(scaled, dim=-1)
-
-
-def noise_width(vocab_size: int, top_k: int) -> int:
-    """Uniforms a row needs per draw: one per candidate token."""
-    return top_k if 0 < top_k < vocab_size else vocab_size
-
-
 # -- decoding -----------------------------------------------------------------------------------
 class FastDecoder:
     """The model's forward over a ``SlotCache``: prefill of new tokens per slot, and the all-slot step.
@@ -229,7 +187,7 @@ class FastDecoder:
     prefill of a 4B model would save hundreds of GiB of activations.
     """
 
-    def __init__(self, model: torch.nn.Module, slots: int, capacity: int, sampling: SamplingLike,
+    def __init__(self, model: torch.nn.Module, slots: int, capacity: int, sampling: SamplingSettings,
                  compile: bool | None = None, prefill_tokens: int = 16384) -> None:
         if not supports(model):
             raise ValueError(f"fast decoding supports {', '.join(SUPPORTED_MODEL_TYPES)} decoders with full "
@@ -347,26 +305,23 @@ class FastGenerator:
     than there are slots, the least recently used ones not in the call lose
     theirs (their next decision recomputes the prefix).
 
-    Stop rule (as ``ModelPolicy``): a token in ``stop_ids`` (kept in the ids),
-    ``max_new_tokens``, or ``is_complete(ids)`` true after a token in
-    ``newline_ids``.  Checked on the host every ``check_every`` steps; each
+    Stop rule: ``stop`` (``ModelPolicy`` passes its own), else one built
+    from ``stop_ids``, ``newline_ids`` and ``is_complete``; also
+    ``max_new_tokens``.  Checked on the host every ``check_every`` steps; each
     reply is cut at its exact stop step.
     """
 
-    def __init__(self, model: torch.nn.Module, sampling: SamplingLike, *, slots: int, capacity: int,
+    def __init__(self, model: torch.nn.Module, sampling: SamplingSettings, *, slots: int, capacity: int,
                  stop_ids: set[int] | frozenset[int] = frozenset(), newline_ids: frozenset[int] = frozenset(),
-                 is_complete: Callable[[list[int]], bool] | None = None, seed: int = 0,
+                 is_complete: Callable[[list[int]], bool] | None = None, stop: StopRule | None = None, seed: int = 0,
                  compile: bool | None = None, check_every: int = 8, pad_id: int = 0) -> None:
         self.decoder = FastDecoder(model, slots, capacity, sampling, compile=compile)
         self.sampling = sampling
-        self.stop_ids = frozenset(stop_ids)
-        self.newline_ids = newline_ids
-        self.is_complete = is_complete
+        self.stop = stop or StopRule(frozenset(stop_ids), frozenset(newline_ids), is_complete)
         self.check_every = check_every
         self.pad_id = pad_id
         self.device = self.decoder.device
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.sampler = Sampler(sampling, seed, self.device)
         self._slot_of: OrderedDict[Hashable, int] = OrderedDict()  # live keys, least recently used first
         self._free = list(range(slots))
         self._held: list[list[int]] = [[] for _ in range(slots)]  # token ids whose keys/values a slot holds
@@ -406,20 +361,7 @@ class FastGenerator:
         return rows
 
     def _uniform(self, rows: int) -> torch.Tensor | None:
-        if self.sampling.greedy:
-            return None
-        width = noise_width(self.decoder.vocab_size, self.sampling.top_k)
-        return torch.rand((rows, width), generator=self.generator, device=self.device)
-
-    def _stop_step(self, ids: list[int], first: int) -> int | None:
-        """The step at which the reply ``ids`` stops, looking from step ``first`` on; None if it goes on."""
-        for t in range(first, len(ids)):
-            if ids[t] in self.stop_ids:
-                return t
-            if (self.is_complete is not None and ids[t] in self.newline_ids
-                    and self.is_complete(ids[:t + 1])):
-                return t
-        return None
+        return self.sampler.uniform(rows, self.decoder.vocab_size)
 
     @torch.inference_mode()
     def generate(self, prompt_ids: Sequence[Sequence[int]],
@@ -490,5 +432,5 @@ class FastGenerator:
         for i, new in enumerate(fresh):
             host[i].extend(new)
             if stops[i] is None:
-                stops[i] = self._stop_step(host[i], done)
+                stops[i] = self.stop.stop_step(host[i], done)
         return all(stop is not None for stop in stops)

@@ -10,7 +10,12 @@ of its whole chat, the text the model conditions on at every later decision:
   with the last reply's end-of-turn token;
 - ``env_mask``: 1 on the model's tokens (a reply's content and the
   end-of-turn token that closes it, which the model must learn to emit),
-  0 on the environment's.
+  0 on the environment's.  The end-of-turn token is whichever token the
+  policy would stop at (the eos token or any special added token, as in
+  ``sepo.policies.decoding.stop_ids_of``) that the template writes right
+  after the reply: ChatML's ``<|im_end|>`` is the eos token, but a
+  template may close a turn with a token that is not (Gemma's
+  ``<end_of_turn>``-style markers), and that token must be trained too.
 
 The reply tokens are the template's tokenization of the reply text, not the
 sampled ids: those can differ from it by a trailing newline (the policy
@@ -56,6 +61,12 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def end_of_turn_markers(tokenizer) -> list[str]:
+    """Texts that may close a reply: the eos token and every special added token, longest first."""
+    markers = {tokenizer.eos_token} | {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    return sorted((m for m in markers if m), key=len, reverse=True)
+
+
 def chat_tokens(messages: Sequence[Message], tokenizer) -> ChatTokens:
     """Split an episode's chat (system, user, assistant, user, ...) into TRL's fields (see module doc)."""
     replies = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -63,7 +74,7 @@ def chat_tokens(messages: Sequence[Message], tokenizer) -> ChatTokens:
         raise ValueError("an episode chat needs at least one assistant reply")
     full = _render(tokenizer, messages, False)
     prompt = _render(tokenizer, messages[:replies[0]], True)
-    end_of_turn = tokenizer.eos_token or ""
+    markers = end_of_turn_markers(tokenizer)
     pieces: list[tuple[str, int]] = []  # (text, 1 if the model's)
     position = len(prompt)
     for i in replies:
@@ -74,7 +85,8 @@ def chat_tokens(messages: Sequence[Message], tokenizer) -> ChatTokens:
         if len(opening) > position:
             pieces.append((full[position:len(opening)], 0))
         content = messages[i]["content"]
-        reply = content + end_of_turn if full.startswith(content + end_of_turn, len(opening)) else content
+        closing = next((m for m in markers if full.startswith(content + m, len(opening))), "")
+        reply = content + closing
         if not full.startswith(reply, len(opening)):
             raise ChatTemplateError(f"the template rewrites reply {i}; its text is not in the rendered chat")
         pieces.append((reply, 1))
