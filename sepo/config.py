@@ -11,19 +11,66 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sepo.errors import ConfigError, unknown_name
+from sepo.game_settings import check_game_section
 from sepo.games import GAME_NAMES, make_game
 from sepo.games.protocol import POOLS, Game, Strategy
+from sepo.params_errors import first_error_line
 from sepo.policies.scripted import make_strategy, strategy_names
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: no knob of the pipeline means anything at inf or nan (a temperature of inf is noise)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ValueError(f"{repeated[0]!r} is listed twice; each entry may appear once")
+    return values
+
+
+#: a list whose entries are distinct (a pool naming an opponent twice would weight it double)
+Unique = AfterValidator(_unique)
+#: seeds are hashed into 63-bit stream seeds or given to torch, both of which take 64 bits
+SEED_BITS = 64
+#: seeds that transformers' ``set_seed`` also gives to numpy's legacy seeding, which takes 32 bits
+TRAINER_SEED_BITS = 32
+
+#: transformers' ``SchedulerType`` values that build from params alone (a test holds this list to the enum):
+#: cosine_with_min_lr, cosine_warmup_with_min_lr and warmup_stable_decay need ``lr_scheduler_kwargs``,
+#: which params do not set, so they would fail only when training starts.  Listed here rather than
+#: imported because importing transformers costs seconds in every stage that only reads params.
+SFT_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                  "inverse_sqrt", "reduce_lr_on_plateau", "greedy")
+#: report rows that come from a model (``stages/evaluate.py --policy``); the others are eval.references roles
+MODEL_ROWS = ("base", "sft", "sepo")
+#: a Dask scheduler address: protocol://host[:port]
+DASK_PROTOCOLS = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+#: the default profile, params.yaml as committed; the others are profiles/NAME.yaml
+DEFAULT_PROFILE = "tiny"
+
+
+def known_profiles(directory: Path = PROFILES_DIR) -> list[str]:
+    """``tiny`` and every profile file's name."""
+    return sorted({DEFAULT_PROFILE, *(p.stem for p in directory.glob("*.yaml"))})
 
 
 class Weights(_Strict):
@@ -37,10 +84,10 @@ class Weights(_Strict):
 class Pools(_Strict):
     """Opponent names per pool; each pool must name at least one opponent."""
 
-    train: list[str] = Field(min_length=1)
-    exploit: list[str] = Field(min_length=1)
-    collusive: list[str] = Field(min_length=1)
-    shift: list[str] = Field(min_length=1)
+    train: Annotated[list[str], Unique] = Field(min_length=1)
+    exploit: Annotated[list[str], Unique] = Field(min_length=1)
+    collusive: Annotated[list[str], Unique] = Field(min_length=1)
+    shift: Annotated[list[str], Unique] = Field(min_length=1)
 
     def of(self, pool: str) -> list[str]:
         return getattr(self, pool)
@@ -76,9 +123,12 @@ class EvalParams(_Strict):
     row_episodes: dict[str, PositiveInt] = Field(
         default_factory=dict, description="episodes per opponent of particular report rows instead (e.g. "
         "base: the untrained model writes max_new_tokens of noise at every decision)")
-    seed: int = Field(ge=0, description="base seed of the evaluation episodes")
+    seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of the evaluation episodes")
     bootstrap_samples: int = Field(gt=0, description="bootstrap resamples for the confidence intervals")
     confidence: float = Field(gt=0, lt=1, description="confidence level of the intervals")
+    unreached_infoset_replies: int = Field(
+        default=8, gt=0, description="a strategy audit's sampled replies at an information set the "
+        "evaluation episodes never reached (Kuhn: SPEC section 4's N)")
     num_threads: int = Field(default=0, ge=0, description="torch CPU threads of a model evaluation; 0 keeps "
                              "torch's default (one is fastest for the tiny model beside other stages)")
     references: dict[str, dict[str, str]] = Field(
@@ -90,7 +140,8 @@ class EvalParams(_Strict):
 class SFTDatasetParams(_Strict):
     """One released SFT dataset: its domains (equal shares of examples) and split sizes."""
 
-    games: list[str] = Field(min_length=1, description="domains mixed in this dataset, equal example shares")
+    games: Annotated[list[str], Unique] = Field(min_length=1, description="domains mixed in this dataset, "
+                                                "equal example shares")
     train_examples: int = Field(gt=0, description="examples (decisions) in the train split")
     valid_examples: int = Field(gt=0, description="examples (decisions) in the valid split")
 
@@ -98,7 +149,7 @@ class SFTDatasetParams(_Strict):
 class DataParams(_Strict):
     """The ``generate`` stage: demonstrator episodes written as SFT datasets (SPEC section 6)."""
 
-    seed: int = Field(ge=0, description="base seed of every episode and of the row order")
+    seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of every episode and of the row order")
     zstd_level: int = Field(ge=1, le=22, description="Parquet zstd compression level")
     datasets: dict[str, SFTDatasetParams] = Field(
         min_length=1, description="dataset name (a folder and a Hub config name) -> its contents")
@@ -141,7 +192,7 @@ class ModelParams(_Strict):
                       "such as Qwen/Qwen3.5-4B")
     revision: str = Field(description="Hub revision (branch, tag or commit) recorded for a Hub id")
     trust_remote_code: bool = Field(description="let transformers run Python code shipped with a Hub model")
-    seed: int = Field(ge=0, description="seed of the tiny model's random initialisation")
+    seed: int = Field(ge=0, lt=2**SEED_BITS, description="seed of the tiny model's random initialisation")
     tiny: TinyModelParams
 
 
@@ -164,7 +215,8 @@ class LoraParams(_Strict):
                 re.compile(targets)
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression ({exc})") from None
-        return targets
+            return targets
+        return _unique(targets)
 
     def peft_config(self):
         """PEFT's ``LoraConfig`` for a causal LM with these settings."""
@@ -178,7 +230,8 @@ class LoraParams(_Strict):
 class SFTParams(_Strict):
     """The ``sft`` stage: TRL's SFTTrainer on the SFT datasets (SPEC section 6)."""
 
-    datasets: list[str] = Field(min_length=1, description="names under data.datasets to train on")
+    datasets: Annotated[list[str], Unique] = Field(min_length=1, description="names under data.datasets to "
+                                                   "train on")
     corpus: Literal["episodes", "decisions"] = Field(
         description="'episodes': one example per episode, its last decision, whose chat holds every earlier "
         "reply (only with the whole-sequence loss); 'decisions': every decision's example")
@@ -192,9 +245,9 @@ class SFTParams(_Strict):
                                        "sequence, the tiny model's pre-training")
     lora: LoraParams
     learning_rate: float = Field(gt=0, description="peak AdamW learning rate")
-    lr_scheduler_type: str = Field(description="transformers scheduler name, e.g. cosine")
+    lr_scheduler_type: Literal[SFT_SCHEDULERS] = Field(description="transformers scheduler name, e.g. cosine")
     warmup_ratio: float = Field(ge=0, lt=1, description="share of the steps spent warming up linearly")
-    max_steps: int = Field(description="optimizer steps; -1: run num_train_epochs")
+    max_steps: int = Field(description="optimizer steps (> 0); -1: run num_train_epochs")
     num_train_epochs: float = Field(gt=0, description="epochs when max_steps is -1")
     per_device_train_batch_size: int = Field(gt=0, description="examples per forward pass")
     gradient_accumulation_steps: int = Field(gt=0, description="forward passes per optimizer step")
@@ -206,8 +259,15 @@ class SFTParams(_Strict):
     save_steps: int = Field(gt=0, description="steps between checkpoints")
     save_total_limit: int = Field(gt=0, description="checkpoints kept")
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
-    seed: int = Field(ge=0, description="seed of initialisation-independent randomness: order, dropout")
+    seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of initialisation-independent "
+                      "randomness: order, dropout (transformers' set_seed gives it to numpy: 32 bits)")
 
+    @field_validator("max_steps")
+    @classmethod
+    def _positive_or_epochs(cls, steps: int) -> int:
+        if steps <= 0 and steps != -1:
+            raise ValueError(f"expected a positive step count, or -1 for num_train_epochs; got {steps}")
+        return steps
 
     @model_validator(mode="after")
     def _episodes_need_whole_sequence_loss(self) -> SFTParams:
@@ -226,7 +286,7 @@ class GenerationParams(_Strict):
     max_new_tokens: int = Field(gt=0, description="token cap of one reply")
     greedy: bool = Field(description="take the most likely token instead of sampling")
     batch_size: int = Field(gt=0, description="most decisions generated in one batched call")
-    seed: int = Field(ge=0, description="seed of the policy's sampling generator")
+    seed: int = Field(ge=0, lt=2**SEED_BITS, description="seed of the policy's sampling generator")
     fast_decode: Literal["auto", "on", "off"] = Field(
         description="the resident-slot decode loop of sepo.policies.fast_decode for evaluation: auto = on a "
         "GPU for the decoders it supports (Qwen3, Qwen2, Llama); on = wherever it is supported (CPU too)")
@@ -241,7 +301,7 @@ class SFTValidityParams(_Strict):
 
     min_decisions: int = Field(gt=0, description="at least this many agent decisions per domain, inside "
                                "full episodes against every pool's opponents")
-    seed: int = Field(ge=0, description="base seed of the episodes")
+    seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of the episodes")
 
 
 PenaltyMode = Literal["per_rollout", "constant", "auxiliary", "none"]
@@ -262,7 +322,8 @@ class SepoParams(_Strict):
                                     "checkpoint is scored for model selection")
     lora: LoraParams
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
-    seed: int = Field(ge=0, description="seed of the adapter init, the group order and every rollout")
+    seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of the adapter init, the group order "
+                      "and every rollout (transformers' set_seed gives it to numpy: 32 bits)")
 
 
 class PenaltyParams(_Strict):
@@ -316,8 +377,9 @@ class AblationRun(_Strict):
 class AblationParams(_Strict):
     """The ``ablation`` stage: short SEPO runs per penalty mode from the same SFT policy and seed."""
 
-    games: list[str] = Field(min_length=1, description="domains of the ablation")
-    runs: list[AblationRun] = Field(min_length=1, description="(penalty mode, advantage scaling) arms")
+    games: Annotated[list[str], Unique] = Field(min_length=1, description="domains of the ablation")
+    runs: Annotated[list[AblationRun], Unique] = Field(min_length=1, description="(penalty mode, advantage "
+                                                       "scaling) arms")
     max_steps: int = Field(gt=0, description="optimizer steps per run")
     eval_episodes: int = Field(gt=0, description="evaluation episodes per opponent of the final policy")
     workers: int = Field(gt=0, description="arms trained at once, each in its own process (1: in the "
@@ -328,7 +390,7 @@ class EvaluationTarget(_Strict):
     """One policy of the scheduled evaluation and the domains it is evaluated on."""
 
     policy: str = Field(description="'scripted:NAME' or 'model:PATH' (a folder of the project, or a Hub id)")
-    games: list[str] = Field(min_length=1, description="domains to evaluate the policy on")
+    games: Annotated[list[str], Unique] = Field(min_length=1, description="domains to evaluate the policy on")
 
     @model_validator(mode="after")
     def _names_exist(self) -> EvaluationTarget:
@@ -354,6 +416,35 @@ class OrchestrationParams(_Strict):
     evaluation_cron: str = Field(description="cron schedule of the served scheduled_evaluation deployment")
     evaluation: list[EvaluationTarget] = Field(min_length=1, description="what scheduled_evaluation evaluates")
 
+    @field_validator("dask_address")
+    @classmethod
+    def _address_is_a_url(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        parts = urlsplit(address)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in DASK_PROTOCOLS or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"expected a scheduler URL protocol://host:port with protocol one of "
+                             f"{', '.join(DASK_PROTOCOLS)} (e.g. tcp://host:8786), or null; got {address!r}")
+        return address
+
+    @field_validator("evaluation_cron")
+    @classmethod
+    def _cron_parses(cls, expression: str) -> str:
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(expression, datetime(2000, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression ({exc}); expected five fields 'minute hour day month "
+                             f"weekday', e.g. '0 3 * * *'; got {expression!r}") from None
+        return expression
+
 
 class Params(_Strict):
     """The whole ``params.yaml``."""
@@ -373,6 +464,13 @@ class Params(_Strict):
     grpo: GRPOParams
     ablation: AblationParams
     orchestration: OrchestrationParams
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_is_known(cls, name: str) -> str:
+        if name not in known_profiles():
+            raise ConfigError(f"profile: {unknown_name('profile', name, known_profiles())}")
+        return name
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:
@@ -401,7 +499,29 @@ class Params(_Strict):
         if missing:
             raise ConfigError(f"games: missing domain(s) {', '.join(missing)}; "
                               f"every one of {', '.join(GAME_NAMES)} needs its section")
+        rows = (*MODEL_ROWS, *sorted({role for roles in self.eval.references.values() for role in roles}))
+        for row in self.eval.row_episodes:
+            if row not in rows:
+                raise ConfigError(f"eval.row_episodes.{row}: {unknown_name('report row', row, rows)}")
         return self
+
+    @model_validator(mode="after")
+    def _games_build(self) -> Params:
+        """Each domain's settings and knobs are typed, and the engine and strategies build from them."""
+        for game, spec in self.games.items():
+            check_game_section(game, spec.settings, spec.strategies)
+            self._builds(f"games.{game}.settings", self.game, game)
+            for name in spec.strategies:
+                self._builds(f"games.{game}.strategies.{name}", self.strategy, game, name)
+        return self
+
+    @staticmethod
+    def _builds(key: str, build, *args: str) -> None:
+        """The engines' and strategies' own checks (e.g. an item pool no valuation fits), as one line."""
+        try:
+            build(*args)
+        except (ConfigError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
     @model_validator(mode="after")
     def _datasets_are_valid(self) -> Params:
@@ -460,12 +580,7 @@ class Params(_Strict):
 
 
 def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "params"
-    message = first["msg"].removeprefix("Value error, ")
-    if message.startswith(key + ":"):
-        return message
-    return f"{key}: {message}"
+    return first_error_line(error, Params)
 
 
 def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
@@ -481,15 +596,45 @@ def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
         raise ConfigError(f"{source}: {_one_line(exc)}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python tags), but a key given twice is an error, not a silent override."""
+
+
+def _mapping_without_repeats(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (line {mark.line + 1})", mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
+def read_yaml_mapping(path: str | Path, what: str = "a mapping at the top level") -> dict[str, Any]:
+    """A YAML file that must hold a mapping; anything else (missing, malformed, a ``!!python`` tag) is one line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader: no tags
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML ({problem}{where})") from None
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_params(raw, str(path))
+        raise ConfigError(f"{path}: expected {what}")
+    return dict(raw)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    return parse_params(read_yaml_mapping(path), str(path))

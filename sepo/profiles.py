@@ -42,11 +42,9 @@ from typing import Any
 
 import yaml
 
-from sepo.config import Params, parse_params
+from sepo.config import PROFILES_DIR, Params, parse_params, read_yaml_mapping
 from sepo.errors import ConfigError, unknown_name
 from sepo.models.token_types import needs_token_type_ids
-
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
 
 def profile_names(directory: Path = PROFILES_DIR) -> list[str]:
@@ -58,10 +56,7 @@ def load_profile(name: str, directory: Path = PROFILES_DIR) -> dict[str, Any]:
     path = directory / f"{name}.yaml"
     if not path.is_file():
         raise unknown_name("profile", name, profile_names(directory))
-    overrides = yaml.safe_load(path.read_text())
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of params overrides")
-    return dict(overrides)
+    return read_yaml_mapping(path, "a mapping of params overrides")
 
 
 def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,13 +71,7 @@ def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return dict(raw)
+    return read_yaml_mapping(path)
 
 
 def resolve(params_path: str | Path, profile: str | None, directory: Path = PROFILES_DIR) -> Params:
