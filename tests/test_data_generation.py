@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -200,16 +202,37 @@ def test_card_loads_with_datasets_and_matches_the_schema(small, tmp_path):
     for name, content in output_files(data, params).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content)
-    card = (tmp_path / "README.md").read_text()
-    header = yaml.safe_load(card.split("---\n")[1])
-    assert header["license"] == "apache-2.0"
-    assert [c["config_name"] for c in header["configs"]] == list(SMALL_SIZES)
+    card = DatasetCard.load(tmp_path / "README.md")  # the Hub's own parser of the YAML header
+    assert card.data.license == "apache-2.0"
+    configs = {c["config_name"]: c for c in card.data.configs}
+    assert set(configs) == set(SMALL_SIZES) and configs["multi"].get("default") is True
     assert hub_features() == datasets.Features.from_arrow_schema(SCHEMA)._to_yaml_list()
     cache = tmp_path / "hf_cache"
     loaded = datasets.load_dataset(str(tmp_path), "kuhn", cache_dir=str(cache))
-    assert {s: loaded[s].num_rows for s in loaded} == {"train": 120, "valid": 30}
+    assert {s: loaded[s].num_rows for s in loaded} == {"train": 120, "validation": 30}
     assert loaded["train"].features == datasets.Features.from_arrow_schema(SCHEMA)
     parquet = datasets.load_dataset("parquet", data_files={"train": str(tmp_path / "multi/train.parquet")},
                                     cache_dir=str(cache))
     assert parquet["train"].num_rows == 300
     assert math.isclose(sum(r["game"] == "ipd" for r in parquet["train"]) / 300, 1 / 3)
+
+
+def test_card_configs_and_a_plain_parquet_load_agree_on_the_splits(small, tmp_path, monkeypatch):
+    """`load_dataset(folder, name)` (the card's configs) and `load_dataset("parquet", data_dir=...)` (split
+    names inferred from the file names) give the same splits with the same rows, offline."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    params, data = small
+    for name, content in output_files(data, params).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    for name, (train, valid) in SMALL_SIZES.items():
+        by_card = datasets.load_dataset(str(tmp_path), name, cache_dir=str(tmp_path / "cache_card"))
+        by_files = datasets.load_dataset("parquet", data_dir=str(tmp_path / name),
+                                         cache_dir=str(tmp_path / "cache_files"))
+        assert set(by_card) == set(by_files) == {"train", "validation"}
+        for split, rows in (("train", train), ("validation", valid)):
+            assert by_card[split].num_rows == by_files[split].num_rows == rows
+            assert by_card[split]["id"] == by_files[split]["id"]
+        card_info = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(tmp_path / "README.md").data)[name]
+        assert {s.name: s.num_examples for s in card_info.splits.values()} == {"train": train, "validation": valid}

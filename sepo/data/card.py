@@ -1,17 +1,25 @@
 """The dataset card: README.md with the Hub's YAML header, written next to the Parquet files.
 
-The header declares one config per dataset (its train and valid files), the
-features (derived from the Arrow schema, so card and files cannot disagree),
-the split sizes and the license, so the folder can be pushed to a hub
-unchanged and ``datasets.load_dataset(folder, name)`` reads it.
+The header is made the way ``datasets`` writes it on ``push_to_hub``: a
+``huggingface_hub.DatasetCardData`` filled by ``datasets``' own
+``MetadataConfigs`` (one config per dataset, its train and validation files)
+and ``DatasetInfosDict`` (the ``datasets.Features`` of the Arrow schema, so card
+and files cannot disagree, and the split sizes), then a ``DatasetCard``.  The
+files keep their names (``valid.parquet``), but the card calls that split
+``validation``, the name ``datasets`` gives it from the file name, so
+``load_dataset(folder, name)`` and ``load_dataset("parquet", data_dir=...)``
+agree.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-import yaml
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+from datasets.data_files import SPLIT_KEYWORDS
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from sepo.data.schema import SCHEMA, SPLITS
 
@@ -34,47 +42,47 @@ COLUMN_DOCS = {
 }
 
 
-def _feature(dtype: pa.DataType) -> dict[str, Any]:
-    """One Arrow type in the Hub's YAML feature notation."""
-    if pa.types.is_string(dtype):
-        return {"dtype": "string"}
-    if pa.types.is_integer(dtype):
-        return {"dtype": str(dtype)}
-    if pa.types.is_list(dtype):
-        inner = dtype.value_type
-        if pa.types.is_struct(inner):
-            return {"list": [{"name": f.name, **_feature(f.type)} for f in inner]}
-        return {"list": _feature(inner)["dtype"]}
-    raise TypeError(f"no Hub feature notation for {dtype}")
+def hub_split(split: str) -> str:
+    """The split name ``datasets`` infers from a split's file name (``valid`` -> ``validation``)."""
+    for name, keywords in SPLIT_KEYWORDS.items():
+        if split in keywords:
+            return str(name)
+    raise ValueError(f"datasets infers no split from the file name {split!r}")
 
 
-def hub_features(schema: pa.Schema = SCHEMA) -> list[dict[str, Any]]:
-    """The ``features`` list of a config's ``dataset_info``."""
-    return [{"name": f.name, **_feature(f.type)} for f in schema]
+def features() -> Features:
+    """The ``datasets`` features of every split file, from the Arrow schema."""
+    return Features.from_arrow_schema(SCHEMA)
 
 
-def card_header(manifest: dict[str, Any]) -> dict[str, Any]:
+def hub_features() -> list[dict[str, Any]]:
+    """The ``features`` list of a config's ``dataset_info``, in the Hub's YAML notation."""
+    return features()._to_yaml_list()
+
+
+def card_data(manifest: dict[str, Any]) -> DatasetCardData:
+    """The card's metadata: Hub tags, one config per dataset (the first is the default) and its sizes."""
     datasets = manifest["datasets"]
-    return {
-        "license": LICENSE,
-        "language": ["en"],
-        "pretty_name": "SEPO demonstrator SFT data",
-        "task_categories": ["text-generation"],
-        "tags": ["synthetic", "game-theory", "multi-agent", "trl"],
-        "configs": [
-            {"config_name": name,
-             "data_files": [{"split": split, "path": info["splits"][split]["file"]} for split in SPLITS],
-             **({"default": True} if i == 0 else {})}
-            for i, (name, info) in enumerate(datasets.items())
-        ],
-        "dataset_info": [
-            {"config_name": name,
-             "features": hub_features(),
-             "splits": [{"name": split, "num_bytes": info["splits"][split]["num_bytes"],
-                         "num_examples": info["splits"][split]["examples"]} for split in SPLITS]}
-            for name, info in datasets.items()
-        ],
-    }
+    data = DatasetCardData(
+        license=LICENSE, language=["en"], pretty_name="SEPO demonstrator SFT data",
+        task_categories=["text-generation"], tags=["synthetic", "game-theory", "multi-agent", "trl"],
+    )
+    MetadataConfigs({
+        name: {"data_files": [{"split": hub_split(split), "path": info["splits"][split]["file"]} for split in SPLITS],
+               **({"default": True} if i == 0 else {})}
+        for i, (name, info) in enumerate(datasets.items())
+    }).to_dataset_card_data(data)
+    DatasetInfosDict({
+        name: DatasetInfo(
+            features=features(),
+            splits=SplitDict({hub_split(split): SplitInfo(name=hub_split(split),
+                                                          num_bytes=info["splits"][split]["num_bytes"],
+                                                          num_examples=info["splits"][split]["examples"])
+                              for split in SPLITS}),
+        )
+        for name, info in datasets.items()
+    }).to_dataset_card_data(data)
+    return data
 
 
 def _sizes_table(manifest: dict[str, Any]) -> list[str]:
@@ -82,7 +90,8 @@ def _sizes_table(manifest: dict[str, Any]) -> list[str]:
     for name, info in manifest["datasets"].items():
         for split in SPLITS:
             for game, counts in info["splits"][split]["games"].items():
-                lines.append(f"| {name} | {split} | {game} | {counts['examples']:,} | {counts['episodes']:,} |")
+                lines.append(f"| {name} | {hub_split(split)} | {game} | {counts['examples']:,} "
+                             f"| {counts['episodes']:,} |")
     return lines
 
 
@@ -120,8 +129,8 @@ def dataset_card(manifest: dict[str, Any], mixtures: dict[str, dict[str, float]]
         "```python",
         "from datasets import load_dataset",
         "",
-        f'data = load_dataset("path/to/this/folder", "{first}")          # train and valid',
-        f'train = load_dataset("parquet", data_files="{first}/train.parquet", split="train")',
+        f'data = load_dataset("path/to/this/folder", "{first}")          # train and validation',
+        f'same = load_dataset("parquet", data_dir="path/to/this/folder/{first}")  # the same two splits',
         "```",
         "",
         "## Columns",
@@ -141,12 +150,13 @@ def dataset_card(manifest: dict[str, Any], mixtures: dict[str, dict[str, float]]
         "## How it was made",
         "",
         f"Generator `{manifest['generator']}` version {manifest['generator_version']}, seed "
-        f"{manifest['seed']}. Train and valid are split by episode (no episode is in both).",
+        f"{manifest['seed']}. Train and validation (the files `valid.parquet`) are split by episode:",
+        "no episode is in both.",
         "A dataset's examples are shared equally between its games and a game's between its",
         "demonstrators by the mixture (largest-remainder counts); opponents cycle through the",
         "training pool. `manifest.json` holds every count. The data is synthetic: no personal",
         "or third-party content.",
         "",
     ]
-    header = yaml.safe_dump(card_header(manifest), sort_keys=False, allow_unicode=True)
-    return f"---\n{header}---\n\n" + "\n".join(body)
+    card = DatasetCard(f"---\n{card_data(manifest).to_yaml()}\n---\n\n" + "\n".join(body))
+    return str(card)

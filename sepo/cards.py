@@ -1,0 +1,138 @@
+"""Model cards of the released models: the tiny base, the SFT model and the SEPO adapters.
+
+Each card is a ``huggingface_hub.ModelCard`` built from ``ModelCardData``, so
+the YAML header (library, pipeline tag, base model, tags, and the evaluation
+as a ``model-index`` of ``EvalResult``s) is the Hub's own and parses back with
+``ModelCard.load``; nothing is hand-built YAML.  The body says what the model
+is, how to load it (plain transformers, or PEFT for an adapter) and what it
+was trained on.  Write one next to the weights with :func:`write_model_card`:
+
+    card = model_card("sepo", model_name="sepo-ipd", game="ipd", parent="data/models/sft",
+                      training={"steps": 4}, evaluation={"safety": -0.1, "pay": 2.3})
+    write_model_card("data/models/sepo/ipd", card)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+Role = Literal["base", "sft", "sepo"]
+
+LICENSE = "apache-2.0"
+DATASET_NAME = "SEPO demonstrator SFT data"
+
+SUMMARY: dict[str, str] = {
+    "base": "The policy's starting point: a small causal language model (a tiny Qwen3 with a BPE "
+            "tokenizer trained on the SFT corpus, or a recorded Hub model), before any fine-tuning.",
+    "sft": "The base model after supervised fine-tuning (TRL `SFTTrainer`) on scripted demonstrators' "
+           "decisions in five text games, so that it answers every state with one legal `Action: <action>`.",
+    "sepo": "A LoRA adapter on the SFT model, trained with SEPO-GRPO (TRL `GRPOTrainer`) on a reward that "
+            "penalises being exploitable, colluding and pushing costs onto others.",
+}
+TAGS: dict[str, list[str]] = {
+    "base": [],
+    "sft": ["trl", "sft"],
+    "sepo": ["trl", "grpo", "lora", "safety"],
+}
+LIMITATIONS = (
+    "A research artefact for studying strategic safety in small text games against scripted opponents. "
+    "It is not a general assistant: it was trained only on synthetic game states, and its metrics hold "
+    "for the evaluation pools of the SEPO design, not for other opponents or tasks."
+)
+
+
+def _loading_snippet(role: Role, parent: str | None) -> list[str]:
+    """How to load the folder the card sits in: transformers for full models, PEFT for an adapter."""
+    if role == "sepo":
+        return ["```python",
+                "from peft import PeftModel",
+                "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                "",
+                f'base = AutoModelForCausalLM.from_pretrained("{parent or "path/to/sft"}")',
+                'model = PeftModel.from_pretrained(base, "path/to/this/folder")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{parent or "path/to/sft"}")',
+                "```"]
+    return ["```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+            "```"]
+
+
+def _table(rows: Mapping[str, Any], key: str, value: str) -> list[str]:
+    lines = [f"| {key} | {value} |", "| --- | ---: |"]
+    for name, item in rows.items():
+        shown = f"{item:.4g}" if isinstance(item, float) else f"{item}"
+        lines.append(f"| `{name}` | {shown} |")
+    return lines
+
+
+def card_data(role: Role, *, model_name: str, base_model: str | None = None, game: str | None = None,
+              evaluation: Mapping[str, float] | None = None) -> ModelCardData:
+    """The card's metadata; ``evaluation`` (metric -> value on ``game``'s pools) becomes its model-index."""
+    results = None
+    if evaluation:
+        task = game or "all"
+        results = [EvalResult(task_type="text-generation", task_name="strategic play",
+                              dataset_type=f"sepo/{task}", dataset_name=f"SEPO {task} evaluation pools",
+                              metric_type=metric, metric_name=metric, metric_value=float(value))
+                   for metric, value in evaluation.items()]
+    return ModelCardData(
+        model_name=model_name, license=LICENSE, language=["en"],
+        library_name="peft" if role == "sepo" else "transformers", pipeline_tag="text-generation",
+        base_model=base_model,
+        tags=["sepo", "game-theory", "multi-agent", *TAGS[role], *([game] if game else [])],
+        eval_results=results,
+    )
+
+
+def model_card(role: Role, *, model_name: str, base_model: str | None = None, parent: str | None = None,
+               game: str | None = None, training: Mapping[str, Any] | None = None,
+               evaluation: Mapping[str, float] | None = None) -> ModelCard:
+    """The card of one released model.
+
+    ``base_model`` is a Hub id (it goes into the metadata, where the Hub links
+    it); ``parent`` is the local folder it was trained from (named in the body
+    and the loading snippet, since a path is no Hub id).  ``training`` holds
+    the settings worth reporting, ``evaluation`` the headline metrics.
+    """
+    if role not in SUMMARY:
+        raise ValueError(f"role must be one of {sorted(SUMMARY)}, got {role!r}")
+    data = card_data(role, model_name=model_name, base_model=base_model, game=game, evaluation=evaluation)
+    origin = parent or base_model
+    body = [
+        f"# {model_name}",
+        "",
+        SUMMARY[role] + (f" Domain: `{game}`." if game else ""),
+        *(["", f"Trained from `{origin}`."] if origin else []),
+        "",
+        "## Loading",
+        "",
+        *_loading_snippet(role, parent),
+        "",
+        "## Training",
+        "",
+        f"Data: {DATASET_NAME} (the dataset card beside the Parquet files)." if role != "base" else
+        "No fine-tuning: this is the starting point of the SFT stage.",
+        *(["", *_table(training, "setting", "value")] if training else []),
+        *(["", "## Evaluation", "", *_table(evaluation, "metric", "value")] if evaluation else []),
+        "",
+        "## Limitations",
+        "",
+        LIMITATIONS,
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def write_model_card(folder: str | Path, card: ModelCard) -> Path:
+    """Save ``card`` as ``<folder>/README.md``, where the Hub and ``ModelCard.load`` look for it."""
+    path = Path(folder) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(path)
+    return path
