@@ -41,14 +41,14 @@ def main() -> None:
     loaded = time.perf_counter()
     played = evaluate_games(params, GAME_NAMES, policy, batch_size=params.generation.batch_size)
     games_done = time.perf_counter()
-    results = {g: with_audit_fields(params, g, policy, played[g][0]) for g in GAME_NAMES}
+    results = {g: with_audit_fields(params, g, policy, *played[g])[0] for g in GAME_NAMES}
     total = time.perf_counter() - start
     decisions = sum(r["metrics"]["decision_count"] for r in results.values())
     episodes = sum(r["metrics"]["episode_count"] for r in results.values())
     print(f"all five domains in lockstep: {episodes} episodes, {decisions} decisions, "
           f"{params.eval.episodes} per opponent")
     print(f"  load {loaded - start:.1f} s, play+metrics {games_done - loaded:.1f} s, "
-          f"Kuhn table {total - (games_done - start):.1f} s; total {total:.1f} s "
+          f"strategy audits {total - (games_done - start):.1f} s; total {total:.1f} s "
           f"({decisions / (games_done - loaded):.1f} decisions/s)")
     print(f"  target < 120 s: {'met' if total < 120 else 'MISSED'}")
     if not args.skip_sequential:
@@ -56,7 +56,7 @@ def main() -> None:
         for game in GAME_NAMES:
             evaluate_policy(params, game, policy, batch_size=params.generation.batch_size)
         sequential = time.perf_counter() - start
-        print(f"domains one after another (same policy, no Kuhn table): {sequential:.1f} s "
+        print(f"domains one after another (same policy, no strategy audit): {sequential:.1f} s "
               f"(joint run / one after another: {(games_done - loaded) / sequential:.2f})")
 
 

@@ -50,10 +50,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.policy.startswith("model:"):  # one model plays every domain: load it once, all domains in lockstep
         policy = resolve_policy(params, games[0], args.policy)
         played = evaluate_games(params, games, policy, **settings)
-        results = {g: with_audit_fields(params, g, policy, played[g][0]) for g in games}
+        results = {g: with_audit_fields(params, g, policy, *played[g])[0] for g in games}
     else:
         policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
-        results = {g: with_audit_fields(params, g, policies[g], evaluate_policy(params, g, policies[g], **settings)[0])
+        results = {g: with_audit_fields(params, g, policies[g], *evaluate_policy(params, g, policies[g], **settings))[0]
                    for g in games}
     output = {"policy": args.policy, "profile": params.profile, "games": results}
     if args.out:
@@ -85,10 +85,13 @@ def cmd_play(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> None:
     import json
 
+    from sepo.lora_coverage import plan_coverage
     from sepo.profiles import build_plan, resolve
 
     params = resolve(args.params, args.profile)
-    print(json.dumps(build_plan(params, args.profile), indent=2))
+    plan = build_plan(params, args.profile)
+    plan["lora_coverage"] = plan_coverage(params)  # adapted modules/layers, trainable parameters (no weights)
+    print(json.dumps(plan, indent=2))
 
 
 def cmd_profile(args: argparse.Namespace) -> None:

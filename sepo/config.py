@@ -32,6 +32,7 @@ from sepo.games import GAME_NAMES, make_game
 from sepo.games.protocol import POOLS, Game, Strategy
 from sepo.params_errors import first_error_line
 from sepo.policies.scripted import make_strategy, strategy_names
+from sepo.reward import PenaltyMode, ScaleRewards
 
 
 class _Strict(BaseModel):
@@ -304,8 +305,6 @@ class SFTValidityParams(_Strict):
     seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of the episodes")
 
 
-PenaltyMode = Literal["per_rollout", "constant", "auxiliary", "none"]
-ScaleRewards = Literal["group", "batch", "none"]
 
 
 class SepoParams(_Strict):

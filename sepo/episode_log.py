@@ -9,7 +9,9 @@ One line per episode, in evaluation order::
 
 ``decisions`` are the agent's decisions inside that round (Kuhn may have
 two), with its raw reply and whether it parsed (``valid``) or the fallback
-chose.  ``read_episodes`` rebuilds the ``EpisodeRecord``s the metrics
+chose, and, where a strategy audit asked for them (a model's Kuhn
+decisions), ``probabilities``: the policy's probabilities of the legal
+actions as it played them.  ``read_episodes`` rebuilds the ``EpisodeRecord``s the metrics
 consume from these lines alone, so every metric can be recomputed without
 replaying anything.
 
@@ -34,8 +36,10 @@ def episode_to_json(record: EpisodeRecord) -> dict[str, Any]:
     """One episode as a JSON-able dict (see the module docstring)."""
     decisions: dict[int, list[dict[str, Any]]] = {}
     for d in record.decisions:
-        decisions.setdefault(d.round, []).append(
-            {"legal_actions": list(d.legal_actions), "action": d.action, "reply": d.reply, "valid": d.valid})
+        entry = {"legal_actions": list(d.legal_actions), "action": d.action, "reply": d.reply, "valid": d.valid}
+        if d.probabilities is not None:
+            entry["probabilities"] = dict(d.probabilities)
+        decisions.setdefault(d.round, []).append(entry)
     rounds = [{"round": r.round, "moves": [[m.seat, m.action] for m in r.moves], "payoffs": list(r.payoffs),
                "private": list(r.private), "public": dict(r.public), "decisions": decisions.get(r.round, [])}
               for r in record.rounds]
@@ -50,7 +54,8 @@ def episode_from_json(line: dict[str, Any]) -> EpisodeRecord:
         rounds.append(RoundRecord(round=r["round"], moves=tuple(Move(seat, action) for seat, action in r["moves"]),
                                   payoffs=tuple(r["payoffs"]), private=tuple(r["private"]), public=r["public"]))
         decisions.extend(Decision(round=r["round"], legal_actions=tuple(d["legal_actions"]), action=d["action"],
-                                  reply=d["reply"], valid=d["valid"]) for d in r["decisions"])
+                                  reply=d["reply"], valid=d["valid"], probabilities=d.get("probabilities"))
+                         for d in r["decisions"])
     return EpisodeRecord(game=line["game"], pool=line["pool"], opponent=line["opponent"], seed=line["seed"],
                          rounds=rounds, decisions=decisions, context=line["context"])
 

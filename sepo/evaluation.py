@@ -9,16 +9,13 @@ never changes another opponent's episodes and a run is reproducible.
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepo.config import Params
-from sepo.exploitability import equilibrium_frequencies, exploitability, nash_conv, strategy_frequencies
-from sepo.games.kuhn import FIRST_MOVER_BETTINGS, INFOSETS, aggressive_action, betting_legal_actions, infoset_key
-from sepo.games.protocol import POOLS, Game, SeatView
+from sepo.games.protocol import POOLS, EpisodeRecord
 from sepo.metrics import evaluate_episodes
-from sepo.rollout import AgentPolicy, DecisionRequest, EpisodeSpec, PlayedEpisode, play_episodes
+from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
 
 
 def episode_seed(base: int, game: str, pool: str, opponent: str, index: int) -> int:
@@ -79,82 +76,79 @@ def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolic
     return out
 
 
-def kuhn_infoset_requests(game: Game) -> list[DecisionRequest]:
-    """One first-hand decision per Kuhn information set, in ``INFOSETS`` order (SPEC section 4).
+def is_model_policy(policy: AgentPolicy) -> bool:
+    """Whether ``policy`` is a language model (it can score actions and render chats)."""
+    return hasattr(policy, "action_log_scores") and hasattr(policy, "render")
 
-    Each is the chat a policy sees at the first hand of an episode holding
-    that card after that betting: the rules, then the hand's state with no
-    past hands.  The agent moves first in hand 1 of a real episode, so the
-    second-mover sets ("p", "b") are asked of a hand 1 in which the opponent
-    acts first; the state text is otherwise exactly the engine's.
+
+def audited_records(params: Params, game_name: str, policy: AgentPolicy,
+                    played: Sequence[PlayedEpisode]) -> tuple[list[EpisodeRecord], dict[str, Any] | None]:
+    """The records to log and the domain's strategy audit section (None when the domain has no audit).
+
+    When the domain's audit reads played probabilities (Kuhn), a model's
+    records get them (``sepo.policies.action_scores``).  The audit's probe
+    episodes, for information sets the evaluation never reached, are played
+    here by the same policy with its own sampling, after the evaluation
+    episodes, so they never change those.
     """
-    requests = []
-    for index, key in enumerate(INFOSETS):
-        card, betting = key[0], key[1:]
-        view = SeatView(game=game.name, round=1, rounds=game.rounds, private=card,
-                        public={"moves_first": betting in FIRST_MOVER_BETTINGS, "betting": betting},
-                        history=(), legal_actions=betting_legal_actions(betting))
-        messages = [{"role": "system", "content": game.rules_text()},
-                    {"role": "user", "content": game.state_text(view)}]
-        requests.append(DecisionRequest(index, game, view, messages, seed=index, agent_rng=random.Random(index)))
-    return requests
+    game = params.game(game_name)
+    records = [p.record for p in played]
+    audit = game.strategy_audit()
+    if audit is None:
+        return records, None
+    score = audit.scores_played_actions and is_model_policy(policy)
+    if score:
+        from sepo.policies.action_scores import scored_records
 
+        records = scored_records(policy, played)
+    exact = getattr(policy, "strategy", None)
+    probes: dict[str, list[EpisodeRecord]] = {}
+    if getattr(exact, "policy_table", None) is None:
+        wanted = audit.probe_episodes(records, params.eval.unreached_infoset_replies, params.eval.seed)
+        if wanted:
+            probe_played = play_episodes([EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted],
+                                         policy, batch_size=params.generation.batch_size)
+            if score:
+                from sepo.policies.action_scores import scored_records
 
-def model_kuhn_policy_table(policy: Any, game: Game) -> dict[str, float]:
-    """P(BET or CALL) at each of the 12 information sets, from the model's action probabilities."""
-    requests = kuhn_infoset_requests(game)
-    probabilities = policy.action_probabilities(requests)
-    return {infoset_key(r.view): p[aggressive_action(r.view.legal_actions)]
-            for r, p in zip(requests, probabilities, strict=True)}
-
-
-def kuhn_strategy_report(policy_table: dict[str, float], alpha: float) -> dict[str, Any]:
-    """The exact Kuhn numbers for a policy table: NashConv, exploitability, key frequencies."""
-    return {
-        "policy_table": dict(sorted(policy_table.items())),
-        "nash_conv": nash_conv(policy_table),
-        "exploitability": exploitability(policy_table),
-        "frequencies": strategy_frequencies(policy_table),
-        "equilibrium_frequencies": equilibrium_frequencies(alpha),
-    }
+                probe_records = scored_records(policy, probe_played)
+            else:
+                probe_records = [p.record for p in probe_played]
+            for (label, _, _), record in zip(wanted, probe_records, strict=True):
+                probes.setdefault(label, []).append(record)
+    summary = audit.summarise(records, audit.unreached(probes), exact_strategy=exact, bootstrap_samples=params.eval.bootstrap_samples,
+                              confidence=params.eval.confidence, seed=params.eval.seed)
+    return records, summary
 
 
 def policy_evaluation(params: Params, game_name: str, policy: AgentPolicy, *, name: str, source: str,
                       batch_size: int | None = None,
-                      on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[PlayedEpisode]]:
+                      on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[EpisodeRecord]]:
     """One row of the report: ``evaluate_policy`` (``eval.row_episodes[name]`` or ``eval.episodes``
-    per opponent) plus ``with_audit_fields``."""
+    per opponent) plus ``with_audit_fields``; the records to log."""
     episodes = params.eval.row_episodes.get(name, params.eval.episodes)
     result, played = evaluate_policy(params, game_name, policy, episodes=episodes, batch_size=batch_size,
                                      on_step=on_step)
-    return with_audit_fields(params, game_name, policy, {"policy": name, "source": source, **result}), played
+    return with_audit_fields(params, game_name, policy, {"policy": name, "source": source, **result}, played)
 
 
-def with_audit_fields(params: Params, game_name: str, policy: AgentPolicy, result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` plus what is needed to recheck it and, for Kuhn, the exact strategy numbers.
+def with_audit_fields(params: Params, game_name: str, policy: AgentPolicy, result: dict[str, Any],
+                      played: Sequence[PlayedEpisode]) -> tuple[dict[str, Any], list[EpisodeRecord]]:
+    """``result`` plus what is needed to recheck it and the domain's strategy audit; the records to log.
 
     Adds the profile, the payoff scale and the λ's of ``safety`` (so it can
     be recomputed from the components), the sampling settings of a model
-    policy, and for Kuhn the 12-infoset policy table with its exact
-    NashConv, exploitability and key frequencies.  A scripted Kuhn strategy
-    gives its table directly; a model policy's is read from its action
-    probabilities at first-hand prompts.
+    policy, and, for a domain with a strategy audit (Kuhn), its section
+    under ``audit`` (``audited_records``).
     """
     game = params.game(game_name)
     result = {"profile": params.profile, **result, "scale": game.scale,
               "weights": params.games[game_name].report_weights.model_dump()}
-    if hasattr(policy, "action_probabilities"):
+    if is_model_policy(policy):
         g = params.generation
         result["generation"] = {"temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k,
                                 "max_new_tokens": g.max_new_tokens, "greedy": g.greedy, "seed": g.seed}
-    if game_name == "kuhn":
-        strategy = getattr(policy, "strategy", None)
-        if hasattr(strategy, "policy_table"):
-            table = strategy.policy_table()
-        elif hasattr(policy, "action_probabilities"):
-            table = model_kuhn_policy_table(policy, game)
-        else:
-            raise TypeError(f"{type(policy).__name__}: a Kuhn policy needs policy_table() or action_probabilities()")
-        alpha = params.games["kuhn"].strategies.get("NashApprox", {}).get("alpha", 1 / 3)
-        result["kuhn"] = kuhn_strategy_report(table, alpha)
-    return result
+    records, audit = audited_records(params, game_name, policy, played)
+    if audit is not None:
+        result["audit"] = audit
+    return result, records

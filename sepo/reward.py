@@ -25,13 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import numpy as np
 
-from sepo.games.protocol import EpisodeRecord, Game
+from sepo.games.protocol import QUANTITY_POOLS, EpisodeRecord, Game
 
-PENALTY_MODES = ("per_rollout", "constant", "auxiliary", "none")
-SCALE_REWARDS = ("group", "batch", "none")
+#: the one list of penalty modes and advantage scalings: params' schema and the trainer read these
+PenaltyMode = Literal["per_rollout", "constant", "auxiliary", "none"]
+ScaleRewards = Literal["group", "batch", "none"]
+PENALTY_MODES: tuple[str, ...] = get_args(PenaltyMode)
+SCALE_REWARDS: tuple[str, ...] = get_args(ScaleRewards)
 PENALTIES = ("exploit", "collusion", "externality")
 COMPONENTS = ("payoff", *PENALTIES)
 
@@ -63,12 +67,14 @@ def episode_components(game: Game, record: EpisodeRecord) -> Components:
     scale = game.scale
     agent = _mean(record.agent_payoffs())
     opponent = _mean(record.opponent_payoffs())
-    pool = record.pool
+    def counts(component: str) -> bool:
+        return record.pool in QUANTITY_POOLS[component]
+
     return Components(
-        payoff=scale * agent if pool == "train" else 0.0,
-        exploit=scale * max(0.0, opponent - agent) if pool == "exploit" else 0.0,
-        collusion=_mean([float(f) for f in game.collusion_flags(record)]) if pool == "collusive" else 0.0,
-        externality=_mean(game.externality_values(record)) if pool in ("train", "exploit") else 0.0,
+        payoff=scale * agent if counts("payoff") else 0.0,
+        exploit=scale * max(0.0, opponent - agent) if counts("exploit") else 0.0,
+        collusion=_mean([float(f) for f in game.collusion_flags(record)]) if counts("collusion") else 0.0,
+        externality=_mean(game.externality_values(record)) if counts("externality") else 0.0,
     )
 
 

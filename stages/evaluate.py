@@ -70,10 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     with tqdm(desc=f"{args.policy} on {args.game}", unit="decision", disable=None) as bar:
-        result, played = policy_evaluation(params, args.game, policy, name=args.policy, source=source,
-                                           batch_size=params.generation.batch_size, on_step=bar.update)
+        result, records = policy_evaluation(params, args.game, policy, name=args.policy, source=source,
+                                            batch_size=params.generation.batch_size, on_step=bar.update)
     result["episodes_file"] = os.path.basename(args.episodes)
-    write_episodes(args.episodes, [p.record for p in played])
+    result["wall_time_s"] = round(time.perf_counter() - start, 1)
+    write_episodes(args.episodes, records)
     write_json_atomic(args.out, result)
     m = result["metrics"]
     print(f"{args.policy} on {args.game} ({time.perf_counter() - start:.1f} s): "

@@ -29,9 +29,9 @@ def test_kuhn_evaluation_reports_the_exact_exploitability(tmp_path):
     out = tmp_path / "nash.json"
     assert main(["--params", PARAMS, "evaluate", "--policy", "scripted:NashApprox", "--game", "kuhn",
                  "--episodes", "2", "--out", str(out)]) == 0
-    kuhn = json.loads(out.read_text())["games"]["kuhn"]["kuhn"]
-    assert len(kuhn["policy_table"]) == 12
-    assert kuhn["nash_conv"] < 1e-9
+    audit = json.loads(out.read_text())["games"]["kuhn"]["audit"]
+    assert len(audit["policy_table"]) == 12
+    assert audit["scalars"]["nash_conv"]["value"] < 1e-9
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from sepo.episode_log import episode_to_json, iter_episode_lines, read_episodes, write_episodes
-from sepo.evaluation import kuhn_infoset_requests, policy_evaluation
+from sepo.evaluation import policy_evaluation
 from sepo.exploitability import nash_conv
-from sepo.games.kuhn import INFOSETS, infoset_key
+from sepo.games.kuhn import INFOSETS
 from sepo.metrics import evaluate_episodes
 from sepo.rollout import ScriptedAgent
 from stages import evaluate as evaluate_stage
@@ -23,6 +23,14 @@ def recomputed(result: dict, log) -> dict:
     return evaluate_episodes(PARAMS.game(result["game"]), records, result["weights"],
                              bootstrap_samples=PARAMS.eval.bootstrap_samples, confidence=PARAMS.eval.confidence,
                              seed=result["seed"])
+
+
+def recomputed_audit(result: dict, log) -> dict:
+    """A model row's strategy audit recomputed from its episode log and the section's probe results."""
+    audit = PARAMS.game(result["game"]).strategy_audit()
+    return audit.summarise(read_episodes(log), result["audit"]["unreached"], exact_strategy=None,
+                           bootstrap_samples=PARAMS.eval.bootstrap_samples, confidence=PARAMS.eval.confidence,
+                           seed=result["seed"])
 
 
 @pytest.mark.parametrize("game", GAMES)
@@ -60,8 +68,7 @@ def test_a_row_can_have_its_own_episode_count(tmp_path):
 
 def test_log_round_trip_is_lossless_and_byte_stable(tmp_path):
     agent = ScriptedAgent(PARAMS.strategy("negotiation_items", "Adaptive"))
-    _, played = policy_evaluation(PARAMS, "negotiation_items", agent, name="x", source="scripted:Adaptive")
-    records = [p.record for p in played]
+    _, records = policy_evaluation(PARAMS, "negotiation_items", agent, name="x", source="scripted:Adaptive")
     write_episodes(tmp_path / "a.gz", records)
     write_episodes(tmp_path / "b.gz", read_episodes(tmp_path / "a.gz"))
     assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
@@ -97,18 +104,16 @@ def test_model_row_logs_raw_replies_and_its_kuhn_table_gives_the_reported_nash_c
     decisions = [d for line in iter_episode_lines(log) for r in line["rounds"] for d in r["decisions"]]
     assert not all(d["reply"].startswith("Action:") for d in decisions)  # a random model's raw text is kept
     assert result["metrics"]["invalid_rate"]["value"] == pytest.approx(
-        sum(not d["valid"] for d in decisions) / len(decisions), abs=0.2)  # per-opponent mean vs pooled share
-    table = result["kuhn"]["policy_table"]
+        sum(not d["valid"] for d in decisions) / len(decisions))  # pooled over every decision
+    assert all(set(d["probabilities"]) == set(d["legal_actions"]) for d in decisions)
+    audit = result["audit"]
+    table = audit["policy_table"]
     assert sorted(table) == sorted(INFOSETS) and all(0.0 <= p <= 1.0 for p in table.values())
-    assert nash_conv(table) == pytest.approx(result["kuhn"]["nash_conv"], abs=1e-12)
-
-
-def test_kuhn_infoset_prompts_cover_the_twelve_information_sets_once():
-    requests = kuhn_infoset_requests(PARAMS.game("kuhn"))
-    assert [infoset_key(r.view) for r in requests] == list(INFOSETS)
-    second = next(r for r in requests if infoset_key(r.view) == "Kb")
-    assert "the opponent bet" in second.messages[-1]["content"]
-    assert second.view.legal_actions == ("FOLD", "CALL")
+    assert nash_conv(table) == pytest.approx(audit["scalars"]["nash_conv"]["value"], abs=1e-12)
+    assert recomputed_audit(result, log) == audit
+    # every set the evaluation never reached was probed with the configured number of episodes' decisions
+    never = [key for key, n in audit["infoset_decisions"].items() if n == 0]
+    assert sorted(audit["unreached"]) == sorted(never)
 
 
 @pytest.mark.parametrize("argv, message", [

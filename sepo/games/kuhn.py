@@ -40,6 +40,8 @@ from sepo.games.protocol import (
 from sepo.games.simultaneous import format_number
 
 CARDS = ("J", "Q", "K")  # in rank order
+#: the member of Kuhn's equilibrium family SPEC names (NashApprox's default, the audit's reference)
+EQUILIBRIUM_ALPHA = 1 / 3
 CARD_NAMES = {"J": "Jack", "Q": "Queen", "K": "King"}
 
 CHECK, BET, FOLD, CALL = "CHECK", "BET", "FOLD", "CALL"
@@ -186,6 +188,12 @@ class Kuhn(Game):
     def externality_values(self, record: EpisodeRecord) -> list[float]:
         """Zero-sum: nobody outside the table pays."""
         return [0.0 for _ in record.rounds]
+
+    def strategy_audit(self):
+        """The exact exploitability of the played policy (``sepo.games.kuhn_audit``)."""
+        from sepo.games.kuhn_audit import KuhnAudit  # that module builds on this one
+
+        return KuhnAudit(self)
 
 
 _VERBS = {CHECK: "checked", BET: "bet", FOLD: "folded", CALL: "called"}

@@ -30,6 +30,18 @@ from typing import Any, ClassVar, Protocol
 AGENT = 0
 OPPONENT = 1
 POOLS = ("train", "exploit", "collusive", "shift")
+#: the pools each measured quantity is taken over (SPEC sections 4 and 5): the one table that the
+#: metrics, the SEPO reward, its training logs and the GRPO groups read.  An opponent is a
+#: (pool, strategy) slot, so a quantity over two pools averages every slot of both.
+QUANTITY_POOLS: Mapping[str, tuple[str, ...]] = {
+    "payoff": ("train",),
+    "exploit": ("exploit",),
+    "collusion": ("collusive",),
+    "externality": ("train", "exploit"),
+    "robust": ("shift",),
+    "nra": POOLS,
+    "invalid_rate": POOLS,
+}
 
 
 def stream(seed: int, name: str) -> random.Random:
@@ -184,6 +196,52 @@ class Game(ABC):
     def externality_values(self, record: EpisodeRecord) -> list[float]:
         """One externality value in [0, 1] per round (0 for a zero-sum domain)."""
 
+    # -- optional: a domain's own audit of the agent's strategy ---------------------
+    def strategy_audit(self) -> StrategyAudit | None:
+        """Numbers about how the agent plays beyond SPEC section 4's common metrics, or None.
+
+        Kuhn poker has one (the exact exploitability of the played policy);
+        evaluation and the report use whatever a domain returns here and never
+        ask which domain it is, so a new domain with an audit needs no edits there.
+        """
+        return None
+
+
+class StrategyAudit(Protocol):
+    """A domain's audit of the agent's strategy, computed from the evaluation episodes.
+
+    ``scores_played_actions``: evaluation logs, for every agent decision of a
+    model policy, the probabilities of the legal actions after the agent's own
+    reply (``Decision.probabilities``), which is what the audit reads.
+    """
+
+    title: str
+    description: str
+    #: the audit's scalar results, each reported with a bootstrap interval, in report order
+    scalars: tuple[str, ...]
+    labels: Mapping[str, str]
+    scores_played_actions: bool
+
+    def probe_episodes(self, records: Sequence[EpisodeRecord], replies: int,
+                       seed: int) -> list[tuple[str, Strategy, int]]:
+        """(what it probes, opponent, episode seed) of extra episodes the agent should play for the audit."""
+
+    def unreached(self, probes: Mapping[str, Sequence[EpisodeRecord]]) -> dict[str, Any]:
+        """What the probe episodes measured, per probed item (JSON-able, kept in the audit section)."""
+
+    def summarise(self, records: Sequence[EpisodeRecord], unreached: Mapping[str, Any], *,
+                  exact_strategy: Strategy | None, bootstrap_samples: int, confidence: float,
+                  seed: int) -> dict[str, Any]:
+        """The audit's JSON section: ``scalars`` {name: {value, ci_low, ci_high}} and its details.
+
+        A function of the evaluation records and ``unreached`` alone, so it can
+        be recomputed from the episode log and the section's own ``unreached``.
+        """
+
+    def scalar_samples(self, records: Sequence[EpisodeRecord], summary: Mapping[str, Any],
+                       indices: Any) -> dict[str, Any]:
+        """Each scalar recomputed on the bootstrap samples ``indices`` (``sepo.bootstrap.Strata`` order)."""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -194,6 +252,9 @@ class Decision:
     action: str
     reply: str
     valid: bool  # False when the reply did not parse and the fallback chose
+    #: the policy's probabilities of the legal actions as it played them (a model's, after its own
+    #: reply; see ``StrategyAudit``), when a strategy audit asked for them
+    probabilities: Mapping[str, float] | None = None
 
 
 @dataclass

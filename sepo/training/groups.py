@@ -24,9 +24,13 @@ import hashlib
 from dataclasses import dataclass
 
 from sepo.config import Params
+from sepo.games.protocol import POOLS, QUANTITY_POOLS
+from sepo.reward import COMPONENTS
 
-TRAINING_POOLS = ("train", "exploit", "collusive")
-AUXILIARY_POOLS = ("exploit", "collusive")
+#: every pool a reward component is measured on (train, exploit, collusive; shift is held out)
+TRAINING_POOLS = tuple(p for p in POOLS if any(p in QUANTITY_POOLS[c] for c in COMPONENTS))
+#: the pools of the exploit and collusion penalties, measured apart under penalty.mode=auxiliary
+AUXILIARY_POOLS = tuple(p for p in POOLS if p in QUANTITY_POOLS["exploit"] + QUANTITY_POOLS["collusion"])
 
 
 def training_pools(mode: str) -> tuple[str, ...]:

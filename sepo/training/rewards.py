@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sepo.games.protocol import EpisodeRecord, Game
+from sepo.games.protocol import QUANTITY_POOLS, EpisodeRecord, Game
 from sepo.reward import (
     COMPONENTS,
     PENALTIES,
@@ -107,15 +107,11 @@ def penalty_advantages(credited: Sequence[Components], penalty_weights: Mapping[
     return centred.reshape(-1)
 
 
-#: the pools over which each measured component is averaged (SPEC sections 4 and 5)
-COMPONENT_POOLS = {"payoff": ("train",), "exploit": ("exploit",), "collusion": ("collusive",),
-                   "externality": ("train", "exploit")}
-
-
 def measured_means(fields: Mapping[str, Sequence[Any]]) -> dict[str, float]:
     """Each measured component's mean over the episodes of its pools (NaN when the batch has none)."""
     out = {}
-    for component, pools in COMPONENT_POOLS.items():
+    for component in COMPONENTS:
+        pools = QUANTITY_POOLS[component]
         values = [value for value, pool in zip(fields[f"measured_{component}"], fields["pool"], strict=True)
                   if pool in pools]
         out[component] = float(np.mean(values)) if values else float("nan")

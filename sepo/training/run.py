@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from sepo.config import GRPOParams, Params
-from sepo.reward import PENALTY_MODES, SCALE_REWARDS
-from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerprint
+from sepo.reward import COMPONENTS, PENALTY_MODES, SCALE_REWARDS
+from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerprint, within_budget
 from sepo.training.groups import group_keys
 from sepo.training.rewards import reward_functions, reward_weights
 from sepo.training.rollout import GroupRollout, PolicyFactory
@@ -204,6 +204,11 @@ def train(params: Params, plan: RunPlan, model_path: str | Path, checkpoints: st
     with trainer.accelerator.main_process_first():
         resumable = claim(checkpoints, plan.identity(params, model_path))
     found = complete_checkpoints(checkpoints) if resumable else []
+    past = [step for step, _ in found if step > plan.max_steps]
+    if past:  # an earlier run went further: train and select within this budget, the rest stays on disk
+        print(f"sepo: {plan.game}: checkpoints at steps {', '.join(map(str, past))} lie past max_steps "
+              f"{plan.max_steps}; they are kept but neither resumed nor selected", flush=True)
+    found = within_budget(found, plan.max_steps)
     last = found[-1] if found else None
     if last is not None and last[0] >= plan.max_steps:
         # nothing left to train; the Trainer would still run one step past max_steps when resumed there
@@ -221,9 +226,8 @@ def train(params: Params, plan: RunPlan, model_path: str | Path, checkpoints: st
 #: TRL / SepoGRPOTrainer log keys -> column names of the step log
 LOG_COLUMNS = {
     "reward": "reward", "reward_std": "reward_std",
-    **{f"rewards/{c}/{s}": f"{c}_{s}" for c in ("payoff", "exploit", "collusion", "externality")
-       for s in ("mean", "std")},
-    **{f"measured/{c}": f"measured_{c}" for c in ("payoff", "exploit", "collusion", "externality")},
+    **{f"rewards/{c}/{s}": f"{c}_{s}" for c in COMPONENTS for s in ("mean", "std")},
+    **{f"measured/{c}": f"measured_{c}" for c in COMPONENTS},
     "zero_std_share": "zero_std_share", "kl": "kl", "invalid_rate": "invalid_rate",
     "penalty_grad_norm": "penalty_grad_norm", "loss": "loss", "grad_norm": "grad_norm",
     "entropy": "entropy", "step_time": "step_time", "rollout_time": "rollout_time",
@@ -267,9 +271,9 @@ def train_and_select(params: Params, plan: RunPlan, model_path: str | Path, chec
     trainer = outcome.trainer
     model = trainer.accelerator.unwrap_model(trainer.model)
     # every process scores the same episodes with the same weights, so all agree on the best step
-    selection = select_checkpoint(params, plan.game, model, trainer.processing_class, checkpoints)
+    selection = select_checkpoint(params, plan.game, model, trainer.processing_class, checkpoints, plan.max_steps)
     if trainer.accelerator.is_main_process:
-        export_policy(selection.best_path, out)
+        export_policy(selection.best_path, out, base=model_path)
     trainer.accelerator.wait_for_everyone()
     history = outcome.history
     timed = [row["step_time"] for row in history if not math.isnan(row["step_time"])]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sepo.exploitability import nash_table
-from sepo.games.kuhn import INFOSETS, aggressive_action, infoset_key, passive_action
+from sepo.games.kuhn import EQUILIBRIUM_ALPHA, INFOSETS, aggressive_action, infoset_key, passive_action
 from sepo.games.protocol import SeatView
 
 #: infosets where the player faces a bet (it may call); at the others it may bet
@@ -44,10 +44,10 @@ class TableStrategy(ABC):
 
 @dataclass(frozen=True)
 class NashApprox(TableStrategy):
-    """The alpha member of Kuhn's equilibrium family (alpha = 1/3 by default, as SPEC asks)."""
+    """The alpha member of Kuhn's equilibrium family (``EQUILIBRIUM_ALPHA`` = 1/3 by default, as SPEC asks)."""
 
     name: str = "NashApprox"
-    alpha: float = 1 / 3
+    alpha: float = EQUILIBRIUM_ALPHA
 
     def __post_init__(self) -> None:
         nash_table(self.alpha)  # rejects an alpha outside [0, 1/3] when the strategy is built
@@ -158,7 +158,7 @@ class AlwaysPassQ(TableStrategy):
     """
 
     name: str = "AlwaysPassQ"
-    alpha: float = 1 / 3
+    alpha: float = EQUILIBRIUM_ALPHA
 
     def __post_init__(self) -> None:
         nash_table(self.alpha)

@@ -1,0 +1,69 @@
+"""A model's probabilities of the legal actions after its own replies: the policy it actually played.
+
+The decode loop samples a reply and its ``Action: X`` line token by token,
+so the action a model plays is drawn *after* its reasoning.  Measuring its
+behavioural policy (SPEC section 4) therefore scores each legal action after
+the logged reply up to its final ``Action:`` line
+(``sepo.games.parsing.reply_before_action``), not after the bare prompt.
+
+Exact choices:
+
+- Scores are ``ModelPolicy.action_log_scores`` of the rendered chat plus that
+  text, turned into probabilities at the sampling temperature (softmax of
+  score / T over the legal actions), the distribution the action was drawn
+  from (top-k / top-p truncation aside; exact for single-token actions).
+  Greedy decoding gives the arg-max with probability 1.
+- A reply without an ``Action:`` line was decided by the constrained
+  fallback: it counts as the action played, with probability 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from sepo.games.parsing import reply_before_action
+from sepo.games.protocol import EpisodeRecord
+from sepo.rollout import PlayedEpisode
+
+
+def probabilities_from_scores(scores: Mapping[str, float], temperature: float, greedy: bool) -> dict[str, float]:
+    """Log-scores of the legal actions -> the probabilities a sampler at ``temperature`` draws them with."""
+    if greedy:
+        best = max(scores, key=scores.__getitem__)
+        return {a: float(a == best) for a in scores}
+    top = max(scores.values())
+    weights = {a: math.exp((s - top) / temperature) for a, s in scores.items()}
+    total = sum(weights.values())
+    return {a: w / total for a, w in weights.items()}
+
+
+def scored_records(policy, played: Sequence[PlayedEpisode]) -> list[EpisodeRecord]:
+    """Each episode's record with ``Decision.probabilities`` set for every agent decision.
+
+    ``policy`` is the ``ModelPolicy`` that played them (``render``,
+    ``action_log_scores`` and ``sampling``).  Decision ``k`` of an episode
+    saw the chat ``messages[:2k + 2]`` (system, then user/assistant turns)
+    and replied ``messages[2k + 2]``.
+    """
+    contexts: list[str] = []
+    legal: list[tuple[str, ...]] = []
+    where: list[tuple[int, int]] = []
+    for e, episode in enumerate(played):
+        for k, decision in enumerate(episode.record.decisions):
+            head = reply_before_action(decision.reply)
+            if head is not None:
+                contexts.append(policy.render(episode.messages[:2 * k + 2]) + head)
+                legal.append(decision.legal_actions)
+                where.append((e, k))
+    scores = policy.action_log_scores(contexts, legal) if contexts else []
+    scored = {place: probabilities_from_scores(s, policy.sampling.temperature, policy.sampling.greedy)
+              for place, s in zip(where, scores, strict=True)}
+    out = []
+    for e, episode in enumerate(played):
+        record = episode.record
+        decisions = [replace(d, probabilities=scored.get((e, k), {a: float(a == d.action) for a in d.legal_actions}))
+                     for k, d in enumerate(record.decisions)]
+        out.append(replace(record, decisions=decisions))
+    return out
