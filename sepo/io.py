@@ -1,10 +1,12 @@
-"""Writing outputs so that a crash never leaves a half-written file behind."""
+"""Files in and out: atomic writes (a crash never leaves a half-written file), checked reads, content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +37,54 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Pretty, key-sorted JSON, so identical results give identical bytes."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None, *,
+                 required: Sequence[str] = ()):
+    """A Parquet file as a pyarrow Table; a missing, unreadable or incomplete file is one ``ConfigError`` line.
+
+    ``required`` columns are checked by name first, so a dropped column is
+    reported as missing rather than as a cascade of failed checks on it.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sepo.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in (*required, *(columns or ())) if c not in schema.names]
+        if missing:
+            raise ConfigError(f"{path}: missing column(s) {', '.join(dict.fromkeys(missing))}; "
+                              f"the file has {', '.join(schema.names) or 'none'}")
+        return pq.read_table(path, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a readable Parquet file ({first}); regenerate it "
+                          "(dvc repro generate, or dvc checkout)") from None
+
+
+def content_hash(path: str | Path, *, recursive: bool = True) -> str:
+    """SHA-256 over a file's bytes, or over a folder's relative file names and bytes (sorted).
+
+    What identifies a model: two folders hash equal only if every file is
+    byte-identical, whatever their sizes or timestamps.  ``recursive=False``
+    hashes a folder's own files only (a model folder's, not the training
+    checkpoints the SFT stage keeps in a subfolder).
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -28,10 +28,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from sepo.config import Params, SFTParams
 from sepo.errors import ConfigError
+from sepo.io import read_parquet
 
 CONVERSATION_COLUMNS = ("prompt", "completion")
 
@@ -51,7 +50,7 @@ def domain_examples(data_dir: str | Path, params: Params, split: str,
         path = Path(data_dir) / dataset / f"{split}.parquet"
         if not path.is_file():
             raise ConfigError(f"SFT data not found: {path} (run the generate stage first)")
-        table = pq.read_table(path, columns=["game", "episode_id", *CONVERSATION_COLUMNS])
+        table = read_parquet(path, columns=["game", "episode_id", *CONVERSATION_COLUMNS])
         games = table.column("game").to_pylist()
         if params.sft.corpus == "episodes":
             episodes = table.column("episode_id").to_pylist()

@@ -47,14 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tiny Qwen3: {size:,} parameters, vocabulary {len(tokenizer)}, "
                   f"tokenizer trained on {len(examples):,} examples -> {out}")
         else:
-            from sepo.models.loading import HubReference, looks_like_hub_id
+            from sepo.models.loading import HubReference, looks_like_hub_id, resolve_hub_commit
 
             if not looks_like_hub_id(params.model.base):
                 raise ConfigError(f"model.base: expected 'tiny' or a Hub id 'owner/name', got {params.model.base!r}")
+            commit, note = resolve_hub_commit(params.model.base, params.model.revision)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            HubReference(params.model.base, params.model.revision, params.model.trust_remote_code).write(out)
-            print(f"recorded {params.model.base}@{params.model.revision} -> {out}")
+            HubReference(params.model.base, params.model.revision, params.model.trust_remote_code,
+                         commit, note).write(out)
+            print(f"recorded {params.model.base}@{params.model.revision} (commit {commit or 'unresolved'}: "
+                  f"{note}) -> {out}")
     except ConfigError as exc:
         print(f"base_model: error: {exc}", file=sys.stderr)
         return 2

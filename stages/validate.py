@@ -35,13 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    if not (Path(args.data) / split_path(d, s)).is_file()]
         if missing:
             raise ConfigError(f"--data {args.data}: missing {', '.join(missing)}; run the generate stage first")
+        from sepo.data.validation import failure_lines, metrics_summary, validate_datasets  # GX loads slowly
+
+        report = validate_datasets(params, args.data)  # an unreadable file or a missing column: ConfigError
     except ConfigError as exc:
         print(f"validate: error: {exc}", file=sys.stderr)
         return 2
-
-    from sepo.data.validation import failure_lines, metrics_summary, validate_datasets  # GX loads slowly
-
-    report = validate_datasets(params, args.data)
     write_json_atomic(args.report, report)
     write_json_atomic(args.metrics, metrics_summary(report))
     for dataset, result in report["datasets"].items():

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 
 from sepo.config import Params
 from sepo.data.card import dataset_card
+from sepo.data.schema import COLUMNS
 from sepo.data.sft import GeneratedData
+from sepo.io import read_parquet
 
 #: rows per row group: small enough to stream, large enough for zstd to find the repetition
 ROW_GROUP_SIZE = 8192
@@ -30,8 +32,8 @@ def parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
 
 
 def read_split(folder: str | Path, relative_path: str) -> pa.Table:
-    """One split file of an output folder."""
-    return pq.read_table(Path(folder) / relative_path)
+    """One split file of an output folder; unreadable or missing a column of the schema: one ConfigError line."""
+    return read_parquet(Path(folder) / relative_path, required=COLUMNS)
 
 
 def output_files(data: GeneratedData, params: Params) -> dict[str, bytes]:

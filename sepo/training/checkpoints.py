@@ -7,25 +7,28 @@ resumes.  Two guards make that safe:
   file the Trainer writes, so a run killed while saving resumes from the
   checkpoint before;
 - ``run.json`` holds a fingerprint of everything that defines the run
-  (domain, penalty mode, GRPO and LoRA settings, seeds, the starting model);
-  when it changes (``dvc exp run -S penalty.mode=none``) the old
-  checkpoints belong to another run and are removed instead of resumed.
-  Budgets (``max_steps``, ``save_steps``) are left out: more steps continue
-  the same run.
+  (domain, penalty mode, GRPO and LoRA settings, seeds, the starting
+  model's content hash); when it changes (``dvc exp run -S
+  penalty.mode=none``) the old checkpoints belong to another run and are
+  moved aside to ``stale-<hash of the old run.json>/``, with a message,
+  instead of being resumed or deleted (delete that folder by hand once it
+  is not wanted).  Budgets (``max_steps``, ``save_steps``) are left out:
+  more steps continue the same run, fewer select among the checkpoints
+  within the new budget (``within_budget``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from sepo.io import write_json_atomic
+from sepo.io import content_hash, write_json_atomic
 
 RUN_FILE = "run.json"
 PREFIX = "checkpoint-"
+STALE_PREFIX = "stale-"
 
 
 def complete_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
@@ -41,33 +44,52 @@ def complete_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def within_budget(found: list[tuple[int, Path]], max_steps: int) -> list[tuple[int, Path]]:
+    """The checkpoints a run of ``max_steps`` may use: those at or below its budget."""
+    return [(step, path) for step, path in found if step <= max_steps]
+
+
 def model_fingerprint(path: str | Path) -> str:
-    """A hash of a model folder's small files and its weight files' names and sizes (or of a Hub id)."""
+    """A content hash of a model folder's own files (weights included, byte for byte), or of a Hub id."""
     path = Path(path)
-    digest = hashlib.sha256()
     if not path.is_dir():
-        digest.update(str(path).encode())
-        return digest.hexdigest()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        size = file.stat().st_size
-        digest.update(file.read_bytes() if size < 1 << 20 else str(size).encode())
-    return digest.hexdigest()
+        return hashlib.sha256(str(path).encode()).hexdigest()
+    return content_hash(path, recursive=False)
+
+
+def _read_identity(run_file: Path) -> Any:
+    try:
+        return json.loads(run_file.read_text())
+    except ValueError:  # a torn or hand-edited run.json belongs to no run
+        return None
 
 
 def claim(folder: str | Path, identity: dict[str, Any]) -> bool:
     """Make ``folder`` this run's: True when its checkpoints (if any) may be resumed.
 
-    Checkpoints of a different run (another fingerprint, or none recorded)
-    are deleted first.
+    Checkpoints of a different run (another identity, or none recorded) are
+    moved into ``stale-<hash>/`` beside them first, with a message.
     """
     folder = Path(folder)
     run_file = folder / RUN_FILE
     identity = json.loads(json.dumps(identity))  # as it reads back from the file
-    if run_file.is_file() and json.loads(run_file.read_text()) == identity:
+    old = _read_identity(run_file) if run_file.is_file() else None
+    if old == identity:
         return True
-    if folder.is_dir():
-        for path in folder.glob(f"{PREFIX}*"):
-            shutil.rmtree(path)
+    checkpoints = sorted(folder.glob(f"{PREFIX}*")) if folder.is_dir() else []
+    if checkpoints:
+        recorded = run_file.read_bytes() if run_file.is_file() else b"no run.json"
+        name = f"{STALE_PREFIX}{hashlib.sha256(recorded).hexdigest()[:12]}"
+        stale, copies = folder / name, 1
+        while stale.exists():  # the same old run set aside before: keep both
+            stale, copies = folder / f"{name}-{copies}", copies + 1
+        stale.mkdir()
+        for path in checkpoints:
+            path.rename(stale / path.name)
+        if run_file.is_file():
+            run_file.rename(stale / RUN_FILE)
+        changed = sorted(k for k in identity if not isinstance(old, dict) or old.get(k) != identity[k])
+        print(f"sepo: {folder} held checkpoints of another run (changed: {', '.join(changed)}); moved "
+              f"{len(checkpoints)} to {stale} (delete it when not needed)", flush=True)
     write_json_atomic(run_file, identity)
     return False

@@ -18,7 +18,7 @@ from pathlib import Path
 from sepo.config import Params
 from sepo.metrics import safety
 from sepo.rollout import EpisodeSpec, play_episodes
-from sepo.training.checkpoints import complete_checkpoints
+from sepo.training.checkpoints import complete_checkpoints, within_budget
 from sepo.training.groups import TRAINING_POOLS, derived_seed
 from sepo.training.rollout import sampling_settings
 
@@ -69,11 +69,19 @@ def load_adapter(model, checkpoint: str | Path) -> None:
     set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
 
 
-def select_checkpoint(params: Params, game: str, model, tokenizer, checkpoints: str | Path) -> Selection:
-    """Score every complete checkpoint in ``checkpoints``; ``model`` ends holding the last one's weights."""
+def select_checkpoint(params: Params, game: str, model, tokenizer, checkpoints: str | Path,
+                      max_steps: int | None = None) -> Selection:
+    """Score every complete checkpoint in ``checkpoints`` up to ``max_steps`` (None: all).
+
+    ``model`` ends holding the last scored one's weights.  Checkpoints past
+    the budget (left by an earlier, longer run) are not candidates.
+    """
     found = complete_checkpoints(checkpoints)
+    if max_steps is not None:
+        found = within_budget(found, max_steps)
     if not found:
-        raise ValueError(f"no complete checkpoint in {checkpoints}")
+        raise ValueError(f"no complete checkpoint in {checkpoints}" +
+                         (f" at or below step {max_steps}" if max_steps is not None else ""))
     scores: dict[int, float] = {}
     for step, path in found:
         load_adapter(model, path)
@@ -82,11 +90,20 @@ def select_checkpoint(params: Params, game: str, model, tokenizer, checkpoints: 
     return Selection(scores=scores, best_step=best_step, best_path=dict(found)[best_step])
 
 
-def export_policy(checkpoint: str | Path, out: str | Path) -> None:
-    """Copy a checkpoint's adapter and tokenizer (not its optimizer or RNG state) to ``out``."""
+def export_policy(checkpoint: str | Path, out: str | Path, base: str | Path | None = None) -> None:
+    """Copy a checkpoint's adapter and tokenizer (not its optimizer or RNG state) to ``out``.
+
+    With ``base`` (the model the adapter was trained on) the export records
+    it relative to ``out`` with its content hash (``sepo.models.adapter_base``),
+    so the adapter loads from any directory and only onto that model.
+    """
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     for file in Path(checkpoint).iterdir():
         if file.is_file() and file.name not in TRAINING_STATE_FILES and not file.name.startswith("rng_state"):
             shutil.copy2(file, out / file.name)
+    if base is not None:
+        from sepo.models.adapter_base import record_adapter_base
+
+        record_adapter_base(out, base)
