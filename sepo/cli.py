@@ -1,4 +1,4 @@
-"""The ``sepo`` command line: evaluate a policy, print an episode, plan or apply a params profile.
+"""The sepo command line: evaluate or play a policy, list what can be named, plan or apply a params profile.
 
 Every user mistake (unknown game, opponent or policy name, bad params) is
 one line on stderr and exit code 2; nothing is written before the inputs are
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from sepo.config import Params, load_params
 from sepo.errors import ConfigError, unknown_name
@@ -47,6 +48,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     games = _games(args.game)
     settings = {"episodes": args.episodes, "seed": args.seed, "batch_size": params.generation.batch_size}
+    bar = _evaluation_progress(params, games, args.episodes)
+    settings["on_step"] = bar.update
     if args.policy.startswith("model:"):  # one model plays every domain: load it once, all domains in lockstep
         policy = resolve_policy(params, games[0], args.policy)
         played = evaluate_games(params, games, policy, **settings)
@@ -55,13 +58,51 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         policies = {g: resolve_policy(params, g, args.policy) for g in games}  # validate all first
         results = {g: with_audit_fields(params, g, policies[g], *evaluate_policy(params, g, policies[g], **settings))[0]
                    for g in games}
+    bar.close()
     output = {"policy": args.policy, "profile": params.profile, "games": results}
     if args.out:
         write_json_atomic(args.out, output)
+    print(metrics_table(results, params.eval.confidence))
+
+
+#: the metrics `sepo evaluate` prints (every one of SPEC section 4 is in the --out JSON)
+CONSOLE_METRICS = ("pay", "exploit", "collusion", "externality", "safety", "nra", "robust", "invalid_rate")
+
+
+def metrics_table(results: dict[str, dict], confidence: float) -> str:
+    """One block per domain: each console metric with its bootstrap confidence interval."""
+    lines = []
     for game, result in results.items():
-        m = result["metrics"]
-        print(f"{game:18s} " + "  ".join(f"{k}={m[k]['value']:.3f}" for k in
-                                        ("pay", "exploit", "collusion", "externality", "safety", "invalid_rate")))
+        lines.append(f"{game} ({result['episodes_per_opponent']} episodes per opponent; "
+                     f"value [{100 * confidence:g}% bootstrap CI])")
+        for key in CONSOLE_METRICS:
+            m = result["metrics"][key]
+            lines.append(f"  {key:13s} {m['value']:8.3f}  [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+    return "\n".join(lines)
+
+
+def _evaluation_progress(params: Params, games: list[str], episodes: int | None):
+    """A progress bar over the evaluation's agent decisions, estimated as one per round of every episode."""
+    from sepo.progress import Progress
+
+    per_opponent = params.eval.episodes if episodes is None else episodes
+    total = sum(per_opponent * len(params.pool(g, pool)) * params.games[g].rounds for g in games for pool in POOLS)
+    return Progress(total, desc=f"evaluate {', '.join(games)}", unit="decision")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from sepo.policies.scripted import strategy_names
+    from sepo.profiles import profile_names
+
+    params = load_params(args.params)
+    for game in GAME_NAMES:
+        spec = params.games[game]
+        print(f"{game} ({spec.rounds} rounds)")
+        for pool in POOLS:
+            print(f"  {pool + ' pool':16s} {', '.join(spec.pools.of(pool))}")
+        print(f"  {'demonstrators':16s} {', '.join(spec.demonstrators)}")
+        print(f"  {'all strategies':16s} {', '.join(strategy_names(game))}  (--policy scripted:NAME)")
+    print(f"profiles: {', '.join(profile_names())}  (sepo plan --profile NAME)")
 
 
 def cmd_play(args: argparse.Namespace) -> None:
@@ -69,7 +110,7 @@ def cmd_play(args: argparse.Namespace) -> None:
     game_name = _games(args.game)[0] if args.game != "all" else None
     if game_name is None:
         raise ConfigError("play needs one game, not 'all'")
-    policy = resolve_policy(params, game_name, args.agent)
+    policy = resolve_policy(params, game_name, args.policy)
     opponent = params.strategy(game_name, args.opponent)
     spec = EpisodeSpec(params.game(game_name), opponent, args.pool, args.seed)
     played = play_episodes([spec], policy)[0]
@@ -104,9 +145,30 @@ def cmd_profile(args: argparse.Namespace) -> None:
     print(f"{args.params}: profile {args.name} applied ({len(changed)} values changed); run dvc repro")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """Stores the value; an option string other than the first (the old name) prints a warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(f"sepo: warning: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def package_version() -> str:
+    try:
+        return version("sepo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _add_params(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--params", default=default, metavar="FILE", help="params file (default: params.yaml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepo", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    _add_params(parser, "params.yaml")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="evaluate a policy against every opponent of every pool")
@@ -117,9 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write all metrics to this JSON file")
     ev.set_defaults(func=cmd_evaluate)
 
+    listing = sub.add_parser("list", help="list the games, each pool's strategies, the demonstrators and "
+                             "the profiles")
+    listing.set_defaults(func=cmd_list)
+
     play = sub.add_parser("play", help="print one episode as the transcript the model sees")
     play.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
-    play.add_argument("--agent", required=True, help="scripted:NAME or model:PATH")
+    play.add_argument("--policy", "--agent", dest="policy", required=True, action=_DeprecatedAlias,
+                      help="scripted:NAME or model:PATH (--agent: deprecated name)")
     play.add_argument("--opponent", required=True, help="an opponent name of that game")
     play.add_argument("--pool", default="train", choices=POOLS, help="pool label recorded with the episode")
     play.add_argument("--seed", type=int, default=0)
@@ -130,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--profile", default=None, help="a profile under profiles/ (default: none)")
     plan.set_defaults(func=cmd_plan)
 
-    profile = sub.add_parser("profile", help="print the `dvc exp run -S ...` command that runs a profile, "
+    profile = sub.add_parser("profile", help="print the dvc exp run -S ... command that runs a profile, "
                              "or --apply it to the params file")
     profile.add_argument("name", help="a profile under profiles/, e.g. paper-qwen")
     profile.add_argument("--apply", action="store_true", help="write its values into the params file")
     profile.set_defaults(func=cmd_profile)
+    for command in sub.choices.values():  # --params after the subcommand too; SUPPRESS keeps one given before
+        _add_params(command, argparse.SUPPRESS)
     return parser
 
 
