@@ -303,6 +303,8 @@ class SFTValidityParams(_Strict):
     min_decisions: int = Field(gt=0, description="at least this many agent decisions per domain, inside "
                                "full episodes against every pool's opponents")
     seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of the episodes")
+    copy_probe_examples: int = Field(default=40, gt=0, description="round-4 negotiation-items validation "
+                                     "examples the copy probe scores (sepo/copy_probe.py)")
 
 
 

@@ -106,8 +106,8 @@ def audited_records(params: Params, game_name: str, policy: AgentPolicy,
     if getattr(exact, "policy_table", None) is None:
         wanted = audit.probe_episodes(records, params.eval.unreached_infoset_replies, params.eval.seed)
         if wanted:
-            probe_played = play_episodes([EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted],
-                                         policy, batch_size=params.generation.batch_size)
+            specs = [EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted]
+            probe_played = play_episodes(specs, policy, batch_size=params.generation.batch_size)
             if score:
                 from sepo.policies.action_scores import scored_records
 
@@ -116,8 +116,9 @@ def audited_records(params: Params, game_name: str, policy: AgentPolicy,
                 probe_records = [p.record for p in probe_played]
             for (label, _, _), record in zip(wanted, probe_records, strict=True):
                 probes.setdefault(label, []).append(record)
-    summary = audit.summarise(records, audit.unreached(probes), exact_strategy=exact, bootstrap_samples=params.eval.bootstrap_samples,
-                              confidence=params.eval.confidence, seed=params.eval.seed)
+    summary = audit.summarise(records, audit.unreached(probes), exact_strategy=exact,
+                              bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence,
+                              seed=params.eval.seed)
     return records, summary
 
 

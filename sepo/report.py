@@ -8,7 +8,9 @@ files' numbers, so the report can always be traced back to them.
 
 Outputs: Markdown and a self-contained HTML page (figures inlined as SVG,
 no scripts, so it renders offline), the SVG figures, and two CSV files that
-``dvc plots`` draws (base/SFT/SEPO per metric; Kuhn frequencies vs Nash).
+``dvc plots`` draws (every row per metric with intervals; each strategy audit's
+frequencies against its reference).  Domain-specific sections come from the
+audit a domain attaches (``Game.strategy_audit``), never from its name.
 """
 
 from __future__ import annotations
@@ -29,15 +31,14 @@ MODEL_ROWS = ("base", "sft", "sepo")
 ROW_LABELS = {"base": "base", "sft": "SFT", "sepo": "SEPO"}
 COLUMNS = (("pay", "pay"), ("exploit", "exploit"), ("collusion", "collusion"), ("externality", "externality"),
            ("safety", "safety"), ("nra", "NRA"), ("robust", "robust"), ("invalid_rate", "invalid rate"))
-FREQUENCIES = (("j_bluff", "J bluff-bet"), ("q_call", "Q call"), ("k_bet", "K bet"))
 CURVES = ("reward", "payoff_mean", "exploit_mean", "collusion_mean", "externality_mean")
 BAR_METRICS = ("pay", "exploit", "safety", "invalid_rate")
 GAME_TITLES = {"ipd": "Iterated prisoner's dilemma", "auction": "Repeated first-price auction",
                "negotiation": "Negotiation (Nash demand game)", "negotiation_items": "Negotiation with items",
                "kuhn": "Kuhn poker"}
 TINY_WARNING = ("These are **tiny-profile** numbers: a 1.1M-parameter model built and trained on a CPU in "
-                "minutes, a few SEPO steps. They show that the pipeline runs end to end and how to read it; "
-                "they are not the paper's results and say nothing about its claims.")
+                "minutes, one SEPO seed per domain. They are real measurements of that tiny model, not the paper's "
+                "results; the claims table below says which of the paper's claims they support.")
 
 
 @dataclass
@@ -49,10 +50,11 @@ class ReportInputs:
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # game -> steps.tsv rows
     ablation: dict[str, Any] = field(default_factory=dict)
     profile: str = "tiny"
+    comparisons: dict[str, Any] = field(default_factory=dict)  # metrics/comparisons.json (stage compare)
 
     @classmethod
     def load(cls, eval_dir: str | Path, sepo_metrics: str | Path | None = None, sepo_plots: str | Path | None = None,
-             ablation: str | Path | None = None) -> ReportInputs:
+             ablation: str | Path | None = None, comparisons: str | Path | None = None) -> ReportInputs:
         evaluations: dict[str, dict[str, dict[str, Any]]] = {}
         for path in sorted(Path(eval_dir).glob("*/*.json")):
             result = json.loads(path.read_text())
@@ -67,14 +69,19 @@ class ReportInputs:
         profiles = {r["profile"] for rows in evaluations.values() for r in rows.values()}
         if len(profiles) != 1:
             raise ValueError(f"evaluation results mix profiles {sorted(profiles)}; rerun the evaluate stages")
-        return cls(evaluations, training, curves, ablation_data, profiles.pop())
+        compared = json.loads(Path(comparisons).read_text()) if comparisons and Path(comparisons).exists() else {}
+        return cls(evaluations, training, curves, ablation_data, profiles.pop(), compared)
 
     def games(self) -> list[str]:
         return [g for g in GAME_NAMES if g in self.evaluations]
 
-    def nash_frequencies(self) -> dict[str, float]:
-        """The equilibrium's J-bluff / Q-call / K-bet frequencies (every Kuhn row carries the same)."""
-        return next(iter(self.evaluations["kuhn"].values()))["kuhn"]["equilibrium_frequencies"]
+    def audited_games(self) -> list[str]:
+        """Domains whose rows carry a strategy audit (``Game.strategy_audit``; Kuhn today)."""
+        return [g for g in self.games() if any("audit" in r for r in self.evaluations[g].values())]
+
+    def audit(self, game: str) -> dict[str, Any]:
+        """The audit section of a domain's first audited row: title, labels, reference (shared by all rows)."""
+        return next(r["audit"] for r in self.evaluations[game].values() if "audit" in r)
 
     def rows(self, game: str) -> list[str]:
         """Row names of a domain's table: base, SFT, SEPO, then the references."""
@@ -114,37 +121,60 @@ def domain_table(inputs: ReportInputs, game: str) -> Table:
     return header, body
 
 
-def kuhn_table(inputs: ReportInputs) -> Table | None:
-    rows = inputs.evaluations.get("kuhn")
-    if not rows:
-        return None
-    header = ["policy", "NashConv", "exploitability", *(label for _, label in FREQUENCIES)]
+def audit_table(inputs: ReportInputs, game: str) -> Table:
+    """A domain's strategy audit: each row's scalars and frequencies with intervals, then the reference."""
+    first = inputs.audit(game)
+    scalars, frequencies = list(first["scalars"]), list(first["frequencies"])
+    header = ["policy", *(first["labels"][k] for k in scalars + frequencies)]
     body = []
-    for name in inputs.rows("kuhn"):
-        k = rows[name]["kuhn"]
-        body.append([row_label(rows[name]), f"{k['nash_conv']:.4f}", f"{k['exploitability']:.4f}",
-                     *(f"{k['frequencies'][key]:.3f}" for key, _ in FREQUENCIES)])
-    nash = inputs.nash_frequencies()
-    body.append(["Nash equilibrium (α of NashApprox)", "0", "0", *(f"{nash[key]:.3f}" for key, _ in FREQUENCIES)])
+    for name in inputs.rows(game):
+        audit = inputs.evaluations[game][name].get("audit")
+        if audit:
+            body.append([row_label(inputs.evaluations[game][name]),
+                         *(with_interval(audit["scalars"][k]) for k in scalars),
+                         *(with_interval(audit["frequencies"][k]) for k in frequencies)])
+    reference = first["reference_frequencies"]
+    body.append([first["reference"], *("0" for _ in scalars), *(f"{reference[k]:.3f}" for k in frequencies)])
     return header, body
 
 
 def ablation_table(inputs: ReportInputs) -> Table | None:
     if not inputs.ablation:
         return None
-    header = ["domain", "run", "pay", "exploit", "safety", "penalty-gradient norm (mean)"]
+    header = ["domain", "run", "pay", "exploit", "safety", "NashConv", "penalty-gradient norm (mean)",
+              "adapter sha256"]
     body = []
     for game, runs in inputs.ablation.items():
         for run, r in runs.items():
-            if run == "per_rollout_minus_none":
+            if "pay" not in r:  # the paired differences, tabled apart
                 continue
             norm = r.get("penalty_grad_norm", {}).get("mean")
             body.append([game, run, with_interval(r["pay"]), with_interval(r["exploit"]), with_interval(r["safety"]),
-                         "" if norm is None else f"{norm:.4g}"])
-        difference = runs.get("per_rollout_minus_none", {}).get("exploit")
-        if difference:
-            body.append([game, "per_rollout − none (paired, exploit)", "", with_interval(difference), "", ""])
+                         with_interval(r["nash_conv"]) if "nash_conv" in r else "",
+                         "" if norm is None else f"{norm:.4g}", (r.get("adapter_sha256") or "")[:12]])
     return header, body
+
+
+def difference_table(differences: Mapping[str, Mapping[str, Mapping[str, float]]], label: str) -> Table:
+    """Paired differences (rows: ``label`` keys, e.g. domains or arms) with intervals and where they lie."""
+    names = list(dict.fromkeys(k for d in differences.values() for k in d))
+    header = [label, *names]
+    body = [[row, *(f"{with_interval(d[k])} {_marker(d[k])}" if k in d else "" for k in names)]
+            for row, d in differences.items()]
+    return header, body
+
+
+def _marker(difference: Mapping[str, float]) -> str:
+    """'▲' / '▼' when the interval lies above / below 0, '·' when it holds 0."""
+    return "▲" if difference["ci_low"] > 0 else "▼" if difference["ci_high"] < 0 else "·"
+
+
+def claims_table(inputs: ReportInputs) -> Table:
+    from sepo.claims import paper_claims
+
+    claims = paper_claims(inputs.evaluations, inputs.comparisons, inputs.ablation)
+    return ["claim", "this run's evidence", "verdict", "rule"], [[c.claim, c.evidence, c.verdict, c.rule]
+                                                                for c in claims]
 
 
 def markdown_table(table: Table) -> str:
@@ -223,55 +253,79 @@ def comparison_svg(inputs: ReportInputs) -> str:
     return _svg(figure)
 
 
-def kuhn_frequencies_svg(inputs: ReportInputs) -> str | None:
-    rows = inputs.evaluations.get("kuhn")
-    if not rows:
-        return None
+def paired_differences_svg(inputs: ReportInputs) -> str:
+    """SEPO − SFT per domain and metric, with the paired intervals."""
     plt = _pyplot()
-    names = inputs.rows("kuhn")
-    nash = inputs.nash_frequencies()
+    differences = inputs.comparisons["differences"]
+    games = list(differences)
+    names = list(dict.fromkeys(k for d in differences.values() for k in d))
+    figure, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        shown = [g for g in games if name in differences[g]]
+        values = [differences[g][name] for g in shown]
+        ax.errorbar([v["value"] for v in values], range(len(shown)), fmt="o", capsize=3,
+                    xerr=[[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]])
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_yticks(range(len(shown)), shown, fontsize="small")
+        ax.set_title(name, fontsize="medium")
+    c = inputs.comparisons
+    figure.suptitle(f"{c['treated']} − {c['control']}, paired 95% intervals")
+    figure.tight_layout()
+    return _svg(figure)
+
+
+def audit_frequencies_svg(inputs: ReportInputs, game: str) -> str:
+    """A domain's audited frequencies per row (with intervals) against its reference."""
+    plt = _pyplot()
+    first = inputs.audit(game)
+    keys = list(first["frequencies"])
+    names = [n for n in inputs.rows(game) if "audit" in inputs.evaluations[game][n]]
     figure, ax = plt.subplots(figsize=(6.5, 3))
     width = 0.8 / (len(names) + 1)
     for k, name in enumerate(names):
-        ax.bar([i + k * width for i in range(len(FREQUENCIES))],
-               [rows[name]["kuhn"]["frequencies"][key] for key, _ in FREQUENCIES], width,
-               label=ROW_LABELS.get(name, name))
-    ax.bar([i + len(names) * width for i in range(len(FREQUENCIES))], [nash[key] for key, _ in FREQUENCIES],
-           width, label="Nash", color="black")
-    ax.set_xticks([i + 0.4 for i in range(len(FREQUENCIES))], [label for _, label in FREQUENCIES])
+        values = [inputs.evaluations[game][name]["audit"]["frequencies"][key] for key in keys]
+        ax.bar([i + k * width for i in range(len(keys))], [v["value"] for v in values], width,
+               yerr=[[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]],
+               capsize=2, label=ROW_LABELS.get(name, name))
+    ax.bar([i + len(names) * width for i in range(len(keys))], [first["reference_frequencies"][k] for k in keys],
+           width, label=first["reference"], color="black")
+    ax.set_xticks([i + 0.4 for i in range(len(keys))], [first["labels"][k] for k in keys])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("probability")
     ax.legend(fontsize="small", ncol=2)
-    ax.set_title("Kuhn poker: key action frequencies against the equilibrium")
+    ax.set_title(f"{game}: played frequencies against {first['reference']}")
     return _svg(figure)
 
 
 # -- CSV for `dvc plots` -----------------------------------------------------------
 
 def comparison_csv(inputs: ReportInputs) -> str:
-    """One line per (domain, row): every metric's value, for dvc's bar templates."""
+    """One line per (domain, row): every metric's value and interval, for dvc's bar templates."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["row", "game", "policy", *(key for key, _ in COLUMNS)])
+    writer.writerow(["row", "game", "policy", *(f"{key}{part}" for key, _ in COLUMNS
+                                                for part in ("", "_ci_low", "_ci_high"))])
     for game in inputs.games():
         for name in inputs.rows(game):
             m = inputs.evaluations[game][name]["metrics"]
-            writer.writerow([f"{game}/{name}", game, name, *(f"{m[key]['value']:.6g}" for key, _ in COLUMNS)])
+            writer.writerow([f"{game}/{name}", game, name,
+                             *(f"{m[key][part]:.6g}" for key, _ in COLUMNS for part in ("value", "ci_low", "ci_high"))])
     return out.getvalue()
 
 
-def kuhn_frequencies_csv(inputs: ReportInputs) -> str:
+def audit_frequencies_csv(inputs: ReportInputs, game: str) -> str:
+    """A domain's audited frequencies per row and its reference's, for ``dvc plots``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["row", "frequency", "policy", "probability"])
-    rows = inputs.evaluations.get("kuhn", {})
-    for name in inputs.rows("kuhn") if rows else []:
-        for key, _ in FREQUENCIES:
-            writer.writerow([f"{name}/{key}", key, name, f"{rows[name]['kuhn']['frequencies'][key]:.6g}"])
-    if rows:
-        nash = inputs.nash_frequencies()
-        for key, _ in FREQUENCIES:
-            writer.writerow([f"nash/{key}", key, "nash", f"{nash[key]:.6g}"])
+    writer.writerow(["row", "frequency", "policy", "probability", "ci_low", "ci_high"])
+    first = inputs.audit(game)
+    for name in inputs.rows(game):
+        audit = inputs.evaluations[game][name].get("audit")
+        for key, v in (audit["frequencies"].items() if audit else ()):
+            writer.writerow([f"{name}/{key}", key, name, f"{v['value']:.6g}", f"{v['ci_low']:.6g}",
+                             f"{v['ci_high']:.6g}"])
+    for key, value in first["reference_frequencies"].items():
+        writer.writerow([f"reference/{key}", key, "reference", f"{value:.6g}", f"{value:.6g}", f"{value:.6g}"])
     return out.getvalue()
 
 
@@ -303,19 +357,28 @@ def sections(inputs: ReportInputs) -> list[Section]:
     out = [Section("Settings", settings)]
     for game in inputs.games():
         out.append(Section(GAME_TITLES.get(game, game), table=domain_table(inputs, game)))
-    kuhn = kuhn_table(inputs)
-    if kuhn:
-        out.append(Section("Kuhn poker: exact exploitability",
-                           "NashConv and exploitability are exact (OpenSpiel best responses) for each row's "
-                           "behavioural policy at the 12 information sets: a model's from its probability of "
-                           "each legal action after `Action: ` at first-hand prompts, a script's from its table.",
-                           table=kuhn, figure="kuhn_frequencies.svg"))
+    for game in inputs.audited_games():
+        audit = inputs.audit(game)
+        out.append(Section(audit["title"], audit["description"], table=audit_table(inputs, game),
+                           figure=f"{game}_frequencies.svg"))
+    if inputs.comparisons:
+        c = inputs.comparisons
+        out.append(Section(f"Paired comparisons: {c['treated']} − {c['control']}",
+                           "Both rows play the same episode seeds; each difference has a paired percentile-bootstrap "
+                           "interval over episode pairs. ▲ / ▼: the interval lies above / below 0; ·: it holds 0.",
+                           table=difference_table(c["differences"], "domain"), figure="paired_differences.svg"))
     ablation = ablation_table(inputs)
     if ablation:
         out.append(Section("Penalty-mode ablation",
-                           "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling; "
-                           "`per_rollout − none` is the paired bootstrap difference of the exploit-pool advantage.",
-                           table=ablation))
+                           "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling, "
+                           "evaluated on the training pools.", table=ablation))
+        for game, runs in inputs.ablation.items():
+            if runs.get("paired_differences"):
+                out.append(Section(f"Ablation on {game}: each arm − none-batch (paired)",
+                                   table=difference_table(runs["paired_differences"], "arm")))
+    out.append(Section("Paper claims",
+                       "Each claim of the paper's abstract against this run's numbers, by the rule in the last "
+                       "column.", table=claims_table(inputs)))
     out.append(Section("Figures", figure="comparison.svg"))
     if inputs.curves:
         out.append(Section("SEPO training curves", figure="training_curves.svg"))
@@ -364,10 +427,13 @@ def render_html(inputs: ReportInputs, figures: Mapping[str, str]) -> str:
 def figures(inputs: ReportInputs) -> dict[str, str]:
     """File name -> SVG text of every figure the inputs allow."""
     out = {"comparison.svg": comparison_svg(inputs)}
-    for name, svg in (("training_curves.svg", training_curves_svg(inputs)),
-                      ("kuhn_frequencies.svg", kuhn_frequencies_svg(inputs))):
-        if svg is not None:
-            out[name] = svg
+    curves = training_curves_svg(inputs)
+    if curves is not None:
+        out["training_curves.svg"] = curves
+    if inputs.comparisons:
+        out["paired_differences.svg"] = paired_differences_svg(inputs)
+    for game in inputs.audited_games():
+        out[f"{game}_frequencies.svg"] = audit_frequencies_svg(inputs, game)
     return out
 
 

@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sepo-metrics", default="metrics/sepo", help="SEPO training summaries")
     parser.add_argument("--sepo-plots", default="plots/sepo", help="SEPO step logs (<game>/steps.tsv)")
     parser.add_argument("--ablation", default="metrics/ablation.json", help="ablation metrics")
+    parser.add_argument("--comparisons", default="metrics/comparisons.json",
+                        help="paired comparisons (stage compare)")
     parser.add_argument("--out", default="reports", help="folder of results.md, results.html and figures/")
     parser.add_argument("--plots", default="plots/eval", help="folder of the dvc plots CSV files")
     args = parser.parse_args(argv)
@@ -35,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         params = load_params(args.params)
-        inputs = report.ReportInputs.load(args.eval, args.sepo_metrics, args.sepo_plots, args.ablation)
+        inputs = report.ReportInputs.load(args.eval, args.sepo_metrics, args.sepo_plots, args.ablation,
+                                          args.comparisons)
         expected = report.expected_rows(params.eval.references, list(params.games))
         missing = [f"{game}/{row}" for game, rows in expected.items() for row in rows
                    if row not in inputs.evaluations.get(game, {})]
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, svg in figures.items():
         write_text_atomic(out / "figures" / name, svg)
     write_text_atomic(Path(args.plots) / "comparison.csv", report.comparison_csv(inputs))
-    write_text_atomic(Path(args.plots) / "kuhn_frequencies.csv", report.kuhn_frequencies_csv(inputs))
+    for game in inputs.audited_games():
+        write_text_atomic(Path(args.plots) / f"{game}_frequencies.csv", report.audit_frequencies_csv(inputs, game))
     write_text_atomic(out / "results.html", report.render_html(inputs, figures))
     write_text_atomic(out / "results.md", report.render_markdown(inputs, "figures"))
     print(f"report: {out / 'results.md'}, {out / 'results.html'} ({len(figures)} figures)")

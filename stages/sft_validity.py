@@ -5,7 +5,9 @@
 
 Plays at least ``sft_validity.min_decisions`` decisions per domain inside full
 episodes against every pool's opponents, sampling with ``generation`` (the
-evaluation temperature), for each model, and writes both rates per domain.
+evaluation temperature), for each model, and writes both rates per domain,
+with the SFT model's copy probe (``sepo.copy_probe``: does it read numbers
+from its context) and the stage's wall time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--base", default="data/models/base", help="base model (default: data/models/base)")
     parser.add_argument("--model", default="data/models/sft", help="SFT model (default: data/models/sft)")
+    parser.add_argument("--probe-data", default="data/sft/neg_items/valid.parquet",
+                        help="copy-probe examples (default: data/sft/neg_items/valid.parquet)")
     parser.add_argument("--out", default="metrics/sft_validity.json",
                         help="metrics JSON (default: metrics/sft_validity.json)")
     args = parser.parse_args(argv)
@@ -47,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sft_validity: error: {exc}", file=sys.stderr)
         return 2
+    stage_start = time.perf_counter()
     total = len(validity_specs(params, params.sft_validity.min_decisions, params.sft_validity.seed))
     rates, seconds = {}, {}
     for name, policy in policies.items():
@@ -65,11 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "sft_invalid_rate": rates["sft"][g]["invalid_rate"]} for g in games},
         "max_sft_invalid_rate": max(rates["sft"][g]["invalid_rate"] for g in games),
     }
+    from sepo.copy_probe import copy_probe, probe_rows
+
+    sft = policies["sft"]
+    out["copy_probe"] = copy_probe(sft.model, sft.tokenizer,
+                                   probe_rows(args.probe_data, params.sft_validity.copy_probe_examples))
+    out["wall_time_s"] = round(time.perf_counter() - stage_start, 1)
     write_json_atomic(args.out, out)
     for g in games:
         d = out["domains"][g]
         print(f"{g:18s} decisions={d['decisions']:4d}  invalid: base {d['base_invalid_rate']:.1%}  "
               f"sft {d['sft_invalid_rate']:.1%}")
+    for name, r in out["copy_probe"].items():
+        print(f"copy probe {name}: first mention {r['first_nats']:.3f} nats, repeated {r['repeated_nats']:.3f}")
     return 0
 
 

@@ -3,8 +3,10 @@
 These tests read the repository's own ``metrics/eval`` (written by the last
 full ``dvc repro``, committed with its ``dvc.lock``): every metric is
 recomputed from its episode log, every safety from its components, every
-Kuhn NashConv from its 12-infoset table with OpenSpiel; and ``dvc status``
-must report no changed dependency, parameter or committed output.
+strategy audit (Kuhn's exploitability of the played policy) from the log,
+every paired comparison from the two rows' logs; a model row's Kuhn table
+agrees with the action frequencies it logged; and ``dvc status`` must report
+no changed dependency, parameter or committed output.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import binomtest
 
+from sepo.comparison import row_difference
 from sepo.episode_log import read_episodes
 from sepo.exploitability import nash_conv
+from sepo.games.kuhn import AGGRESSIVE_ACTIONS, INFOSETS
+from sepo.games.kuhn_audit import decision_infosets
 from sepo.metrics import evaluate_episodes
 from sepo.report import expected_rows
 from tests.model_fixtures import GAMES, PARAMS, ROOT
@@ -52,11 +58,55 @@ def test_safety_is_the_weighted_sum_of_the_written_components(game, row):
     assert safety == pytest.approx(m["safety"]["value"], abs=1e-9)
 
 
-@pytest.mark.parametrize("row", [row for game, row in ROWS if game == "kuhn"])
-def test_kuhn_nash_conv_is_recomputed_from_the_written_policy_table(row):
-    kuhn = committed("kuhn", row)["kuhn"]
-    assert nash_conv(kuhn["policy_table"]) == pytest.approx(kuhn["nash_conv"], abs=1e-12)
-    assert kuhn["exploitability"] == pytest.approx(kuhn["nash_conv"] / 2, abs=1e-12)
+AUDITED = [(game, row) for game, row in ROWS if PARAMS.game(game).strategy_audit() is not None]
+MODEL_ROWS = ("base", "sft", "sepo")
+
+
+@pytest.mark.parametrize("game, row", AUDITED)
+def test_every_strategy_audit_is_recomputed_from_the_committed_episode_log(game, row):
+    result = committed(game, row)
+    audit = result["audit"]
+    if row not in MODEL_ROWS:  # a scripted reference keeps its exact table
+        assert nash_conv(audit["policy_table"]) == pytest.approx(audit["scalars"]["nash_conv"]["value"], abs=1e-12)
+        return
+    again = PARAMS.game(game).strategy_audit().summarise(
+        read_episodes(EVAL / row / result["episodes_file"]), audit["unreached"], exact_strategy=None,
+        bootstrap_samples=PARAMS.eval.bootstrap_samples, confidence=PARAMS.eval.confidence, seed=result["seed"])
+    assert again == audit
+    assert nash_conv(audit["policy_table"]) == pytest.approx(audit["scalars"]["nash_conv"]["value"], abs=1e-12)
+
+
+@pytest.mark.parametrize("row", [row for row in ("sft", "sepo") if ("kuhn", row) in ROWS])
+def test_a_model_rows_kuhn_table_agrees_with_its_logged_action_frequencies(row):
+    """At every set reached at least 20 times, the bets and calls played fit the table (binomial, p > 0.001)."""
+    result = committed("kuhn", row)
+    played: dict[str, list[bool]] = {key: [] for key in INFOSETS}
+    for record in read_episodes(EVAL / row / result["episodes_file"]):
+        for key, decision in zip(decision_infosets(record), record.decisions, strict=True):
+            played[key].append(decision.action in AGGRESSIVE_ACTIONS)
+    table = result["audit"]["policy_table"]
+    checked = 0
+    for key, actions in played.items():
+        if len(actions) >= 20:
+            checked += 1
+            p = min(max(table[key], 1e-9), 1 - 1e-9)
+            assert binomtest(sum(actions), len(actions), p).pvalue > 0.001, (key, sum(actions), len(actions), p)
+    assert checked >= 6
+
+
+COMPARISONS = ROOT / "metrics" / "comparisons.json"
+
+
+def test_every_paired_comparison_is_recomputed_from_the_two_rows_logs():
+    compared = json.loads(COMPARISONS.read_text())
+    for game, differences in compared["differences"].items():
+        rows = []
+        for row in (compared["treated"], compared["control"]):
+            result = committed(game, row)
+            rows.append((result, read_episodes(EVAL / row / result["episodes_file"])))
+        again = row_difference(PARAMS.game(game), *rows, bootstrap_samples=PARAMS.eval.bootstrap_samples,
+                               confidence=PARAMS.eval.confidence, seed=PARAMS.eval.seed)
+        assert again == differences, game
 
 
 def stage_outputs() -> set[str]:

@@ -36,6 +36,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -154,7 +155,8 @@ class KuhnAudit:
                    "aggressive action after its own logged reply, over every decision it took at that set; a "
                    "script's is its exact table. Intervals: 95% episode bootstrap.")
     scalars = ("nash_conv", "exploitability")
-    labels = {"nash_conv": "NashConv", "exploitability": "exploitability", **FREQUENCY_LABELS}
+    labels: Mapping[str, str] = MappingProxyType({"nash_conv": "NashConv", "exploitability": "exploitability",
+                                                  **FREQUENCY_LABELS})
     scores_played_actions = True
 
     def __init__(self, game: Game) -> None:

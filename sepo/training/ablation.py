@@ -10,16 +10,21 @@ the common reference.
 
 The question SPEC section 5 poses is whether per-rollout penalties lower the
 exploit-pool advantage where payoff-only training does not; it is answered
-by the paired difference ``per_rollout - none`` of the exploit-pool
-advantage, with a bootstrap interval that resamples episode pairs (the two
-policies play the same seeds, so pairing removes the deals' variance).
+by each arm's paired difference ``<arm> − none-batch`` of exploit,
+collusion, externality and safety (and Kuhn's NashConv of the played
+policy), with a bootstrap that resamples episode pairs (``sepo.comparison``:
+the arms play the same seeds, so pairing removes the deals' variance).
+Each trained arm also records the sha256 of its final adapter weights:
+``constant`` and ``none`` must end with the same one (their advantages are
+identical, so are their updates).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -28,16 +33,19 @@ from typing import Any
 
 import numpy as np
 
+from sepo.comparison import row_difference
 from sepo.config import AblationRun, Params
-from sepo.evaluation import evaluation_specs
-from sepo.games.protocol import EpisodeRecord, Game
-from sepo.metrics import evaluate_episodes, exploit_pool_advantage
+from sepo.evaluation import evaluation_specs, with_audit_fields
+from sepo.games.protocol import EpisodeRecord
+from sepo.metrics import evaluate_episodes
 from sepo.rollout import play_episodes
 from sepo.training.groups import TRAINING_POOLS
 from sepo.training.rollout import sampling_settings
 from sepo.training.run import RunPlan, train
 
 SFT_ARM = "sft"
+#: the arm every other arm is compared with
+CONTROL_ARM = "none-batch"
 
 
 def arm_name(run: AblationRun) -> str:
@@ -51,13 +59,27 @@ class ArmResult:
     history: list[dict[str, Any]]
     evaluation: dict[str, Any]
     episodes: list[EpisodeRecord]
+    adapter_sha256: str | None = None
+
+
+def adapter_sha256(model) -> str:
+    """sha256 of the adapter's weights (names and bytes, in name order): equal updates, equal hashes."""
+    from peft import get_peft_model_state_dict
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(get_peft_model_state_dict(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def evaluate_model(params: Params, game: str, model, tokenizer,
                    episodes: int) -> tuple[dict[str, Any], list[EpisodeRecord]]:
     """SPEC section 4's metrics of ``model``, with intervals, on the training pools' evaluation seeds.
 
-    The shift pool is left out: none of the ablation's numbers reads it.
+    The shift pool is left out: none of the ablation's numbers reads it.  The
+    domain's strategy audit (Kuhn) is added as in evaluation, from the same
+    episodes.
     """
     from sepo.policies.model import ModelPolicy
 
@@ -70,11 +92,16 @@ def evaluate_model(params: Params, game: str, model, tokenizer,
         played = play_episodes(specs, policy, batch_size=params.generation.batch_size)
     finally:
         model.train(was_training)
-    records = [p.record for p in played]
-    metrics = evaluate_episodes(params.game(game), records, params.games[game].report_weights.model_dump(),
+    metrics = evaluate_episodes(params.game(game), [p.record for p in played],
+                                params.games[game].report_weights.model_dump(),
                                 bootstrap_samples=params.eval.bootstrap_samples,
                                 confidence=params.eval.confidence, seed=params.eval.seed)
-    return {"game": game, "episodes_per_opponent": episodes, "metrics": metrics}, records
+    model.eval()
+    try:
+        return with_audit_fields(params, game, policy, {"game": game, "episodes_per_opponent": episodes,
+                                                        "seed": params.eval.seed, "metrics": metrics}, played)
+    finally:
+        model.train(was_training)
 
 
 def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str | Path,
@@ -97,32 +124,8 @@ def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str 
     model = trainer.accelerator.unwrap_model(trainer.model)
     evaluation, records = evaluate_model(params, game, model, trainer.processing_class,
                                          params.ablation.eval_episodes)
-    return ArmResult(history=outcome.history, evaluation=evaluation, episodes=records)
-
-
-def paired_difference(game: Game, treated: Sequence[EpisodeRecord], control: Sequence[EpisodeRecord],
-                      metric: Callable[[Game, Sequence[EpisodeRecord]], float], *, samples: int,
-                      confidence: float, seed: int) -> dict[str, float]:
-    """metric(treated) − metric(control) with a paired percentile bootstrap over episode pairs.
-
-    Episode ``i`` of both lists must be the same (pool, opponent, seed);
-    pairs are resampled within each (pool, opponent) stratum.
-    """
-    keys = [(a.pool, a.opponent, a.seed) for a in treated]
-    if keys != [(b.pool, b.opponent, b.seed) for b in control]:
-        raise ValueError("paired episodes must have the same pools, opponents and seeds in the same order")
-    strata: dict[tuple[str, str], list[int]] = {}
-    for i, (pool, opponent, _) in enumerate(keys):
-        strata.setdefault((pool, opponent), []).append(i)
-    rng = np.random.default_rng(seed)
-    point = metric(game, treated) - metric(game, control)
-    draws = []
-    for _ in range(samples):
-        picked = [int(i) for members in strata.values() for i in rng.choice(members, size=len(members))]
-        draws.append(metric(game, [treated[i] for i in picked]) - metric(game, [control[i] for i in picked]))
-    tail = (1.0 - confidence) / 2
-    low, high = np.quantile(draws, [tail, 1.0 - tail])
-    return {"value": float(point), "ci_low": float(low), "ci_high": float(high)}
+    return ArmResult(history=outcome.history, evaluation=evaluation, episodes=records,
+                     adapter_sha256=adapter_sha256(model))
 
 
 def _norm_summary(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -137,13 +140,20 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
     for name, arm in arms.items():
         final_reward = arm.history[-1]["reward"] if arm.history else None
         trained = {} if name == SFT_ARM else {"penalty_grad_norm": _norm_summary(arm.history),
-                                              "final_reward": final_reward}
+                                              "final_reward": final_reward, "adapter_sha256": arm.adapter_sha256}
         table[name] = {**trained, **{k: arm.evaluation["metrics"][k] for k in keep}}
-    treated, control = arms.get("per_rollout-batch"), arms.get("none-batch")
-    if treated is not None and control is not None:
-        table["per_rollout_minus_none"] = {"exploit": paired_difference(
-            params.game(game), treated.episodes, control.episodes, exploit_pool_advantage,
-            samples=params.eval.bootstrap_samples, confidence=params.eval.confidence, seed=params.eval.seed)}
+        for scalar, value in arm.evaluation.get("audit", {}).get("scalars", {}).items():
+            table[name][scalar] = value
+    control = arms.get(CONTROL_ARM)
+    differences = {}
+    for name, arm in arms.items():
+        if control is not None and name not in (SFT_ARM, CONTROL_ARM):
+            differences[f"{name} − {CONTROL_ARM}"] = row_difference(
+                params.game(game), (arm.evaluation, arm.episodes), (control.evaluation, control.episodes),
+                bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence,
+                seed=params.eval.seed)
+    if differences:
+        table["paired_differences"] = differences
     return table
 
 

@@ -1,0 +1,99 @@
+"""The paper's claims, each checked against this run's metrics files (the report's "Paper claims" table).
+
+Every claim is a function of what the stages wrote (evaluation results,
+``metrics/comparisons.json``, ``metrics/ablation.json``), so the table is
+recomputed, not typed in.  A claim "holds" by the rule stated next to it; an
+input that is missing makes the claim "not measured", never "holds".  The
+rules read confidence intervals, so a claim holds only when the run has the
+power to show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str
+    evidence: str
+    verdict: str
+    rule: str
+
+
+def _ci(metric: Mapping[str, float]) -> str:
+    return f"{metric['value']:+.3f} [{metric['ci_low']:+.3f}, {metric['ci_high']:+.3f}]"
+
+
+def kuhn_zero_exploit(evaluations: Mapping[str, Mapping[str, Any]]) -> Claim:
+    rule = "SEPO's Kuhn exploit-pool advantage has 0 inside its 95% interval (it cannot be negative)"
+    sepo = evaluations.get("kuhn", {}).get("sepo")
+    if sepo is None:
+        return Claim("Zero exploit-pool advantage in Kuhn poker", "", UNMEASURED, rule)
+    e = sepo["metrics"]["exploit"]
+    return Claim("Zero exploit-pool advantage in Kuhn poker", f"SEPO exploit {_ci(e)}",
+                 HOLDS if e["ci_low"] <= 0.0 else FAILS, rule)
+
+
+def safety_above_base(evaluations: Mapping[str, Mapping[str, Any]], needed: int = 4) -> Claim:
+    rule = (f"in at least {needed} domains SEPO's safety interval lies above the base model's (unpaired: the "
+            "base row has its own episode count)")
+    above, measured, parts = 0, 0, []
+    for game, rows in evaluations.items():
+        if "sepo" in rows and "base" in rows:
+            measured += 1
+            s, b = rows["sepo"]["metrics"]["safety"], rows["base"]["metrics"]["safety"]
+            above += s["ci_low"] > b["ci_high"]
+            parts.append(f"{game} {s['value']:+.2f} vs {b['value']:+.2f}")
+    if measured == 0:
+        return Claim(f"Safety above base in {needed} of 5 domains", "", UNMEASURED, rule)
+    return Claim(f"Safety above base in {needed} of 5 domains", f"{above} of {measured}: " + "; ".join(parts),
+                 HOLDS if above >= needed else FAILS, rule)
+
+
+def corrects_over_cooperation(comparisons: Mapping[str, Any]) -> Claim:
+    rule = "the paired SEPO − SFT exploit-pool advantage in IPD is below 0 with 95% confidence"
+    d = comparisons.get("differences", {}).get("ipd", {}).get("exploit")
+    if d is None:
+        return Claim("SEPO corrects SFT's over-cooperation (IPD)", "", UNMEASURED, rule)
+    return Claim("SEPO corrects SFT's over-cooperation (IPD)", f"SEPO − SFT exploit {_ci(d)}",
+                 HOLDS if d["ci_high"] < 0 else FAILS, rule)
+
+
+def positive_negotiation(evaluations: Mapping[str, Mapping[str, Any]]) -> Claim:
+    rule = "SEPO's negotiation safety and NRA intervals both lie above 0"
+    sepo = evaluations.get("negotiation", {}).get("sepo")
+    if sepo is None:
+        return Claim("Positive safety and NRA in negotiation", "", UNMEASURED, rule)
+    s, n = sepo["metrics"]["safety"], sepo["metrics"]["nra"]
+    return Claim("Positive safety and NRA in negotiation", f"safety {_ci(s)}, NRA {_ci(n)}",
+                 HOLDS if s["ci_low"] > 0 and n["ci_low"] > 0 else FAILS, rule)
+
+
+def constant_equals_payoff_only(ablation: Mapping[str, Any]) -> Claim:
+    rule = ("in every ablation domain the constant arm's penalty-gradient norm is 0 at every step and its final "
+            "adapter has the same sha256 as the payoff-only (none) arm's")
+    title = "A constant penalty gives zero gradient and the payoff-only update"
+    parts, ok = [], True
+    for game, arms in ablation.items():
+        constant, none = arms.get("constant-batch"), arms.get("none-batch")
+        if not constant or not none:
+            continue
+        same = constant.get("adapter_sha256") is not None and constant["adapter_sha256"] == none.get("adapter_sha256")
+        norm = constant["penalty_grad_norm"]["max"]
+        ok = ok and same and norm == 0.0
+        parts.append(f"{game}: max norm {norm:.3g}, adapters {'identical' if same else 'differ'}")
+    if not parts:
+        return Claim(title, "", UNMEASURED, rule)
+    return Claim(title, "; ".join(parts), HOLDS if ok else FAILS, rule)
+
+
+def paper_claims(evaluations: Mapping[str, Mapping[str, Any]], comparisons: Mapping[str, Any],
+                 ablation: Mapping[str, Any]) -> list[Claim]:
+    """The abstract's claims in its order, each with this run's evidence and verdict."""
+    return [kuhn_zero_exploit(evaluations), safety_above_base(evaluations), corrects_over_cooperation(comparisons),
+            positive_negotiation(evaluations), constant_equals_payoff_only(ablation)]

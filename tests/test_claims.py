@@ -1,0 +1,48 @@
+"""The paper-claims table: each verdict follows its rule from the metrics files, and missing inputs never hold."""
+
+from __future__ import annotations
+
+from sepo.claims import FAILS, HOLDS, UNMEASURED, paper_claims
+
+
+def ci(value: float, low: float, high: float) -> dict[str, float]:
+    return {"value": value, "ci_low": low, "ci_high": high}
+
+
+def row(safety: dict[str, float]) -> dict:
+    return {"metrics": {"safety": safety, "exploit": ci(0.0, 0.0, 0.1), "nra": ci(0.1, 0.05, 0.2)}}
+
+
+GAMES = ("ipd", "auction", "negotiation", "negotiation_items", "kuhn")
+
+
+def evaluations(sepo_safety_low: float = 0.3) -> dict:
+    return {g: {"sepo": row(safety=ci(0.5, sepo_safety_low, 0.7)), "base": row(safety=ci(-1.0, -1.2, -0.8))}
+            for g in GAMES}
+
+
+def ablation(same_adapter: bool = True, norm: float = 0.0) -> dict:
+    return {"ipd": {"constant-batch": {"adapter_sha256": "a", "penalty_grad_norm": {"max": norm}},
+                    "none-batch": {"adapter_sha256": "a" if same_adapter else "b", "penalty_grad_norm": {"max": 0}}}}
+
+
+def verdicts(evals, comparisons, abl) -> list[str]:
+    return [c.verdict for c in paper_claims(evals, comparisons, abl)]
+
+
+def test_every_claim_holds_when_its_rule_is_met():
+    comparisons = {"differences": {"ipd": {"exploit": ci(-0.3, -0.5, -0.1)}}}
+    assert verdicts(evaluations(), comparisons, ablation()) == [HOLDS] * 5
+
+
+def test_each_rule_can_fail():
+    comparisons = {"differences": {"ipd": {"exploit": ci(-0.3, -0.5, 0.1)}}}  # interval holds 0
+    evals = evaluations(sepo_safety_low=-1.0)  # SEPO's interval overlaps base's everywhere
+    evals["kuhn"]["sepo"]["metrics"]["exploit"] = ci(0.2, 0.1, 0.3)
+    evals["negotiation"]["sepo"]["metrics"]["nra"] = ci(0.0, -0.1, 0.1)
+    assert verdicts(evals, comparisons, ablation(same_adapter=False)) == [FAILS] * 5
+    assert verdicts(evaluations(), comparisons, ablation(norm=1e-3))[4] == FAILS
+
+
+def test_missing_inputs_are_not_measured_never_holds():
+    assert verdicts({}, {}, {}) == [UNMEASURED] * 5
