@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from peft import LoraConfig
 
 from sepo.lora_coverage import QWEN35_LINEAR_ATTENTION_TARGETS, coverage_config, lora_coverage, plan_coverage
 from sepo.profiles import resolve
 from tests.model_fixtures import ROOT
+
+pytestmark = pytest.mark.slow  # builds 4B-sized models on the meta device: no memory, but seconds each
 
 
 def test_the_qwen_profile_says_its_linear_attention_layers_get_no_adapters():
