@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -134,19 +132,6 @@ def test_action_scores_equal_a_plain_forward_pass(model_and_tokenizer):
                 logprobs = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
             expected = sum(logprobs[k - 1, full[k]].item() for k in range(start, len(full)))
             assert scored[action] == pytest.approx(expected, abs=1e-3)
-
-
-def test_action_probabilities_are_a_distribution_over_the_legal_actions(model_and_tokenizer):
-    model, tokenizer = model_and_tokenizer
-    policy = ModelPolicy(model, tokenizer, GREEDY)
-    played = play_episodes(mixed_specs(1)[-1:], policy)[0]  # a Kuhn episode
-    requests = [DecisionRequest(0, PARAMS.game("kuhn"), d, played.messages[:2], 0, None)
-                for d in [played.record.decisions[0]]]
-    requests[0].view = type("View", (), {"legal_actions": played.record.decisions[0].legal_actions})()
-    probabilities = policy.action_probabilities(requests)[0]
-    assert set(probabilities) == set(played.record.decisions[0].legal_actions)
-    assert math.isclose(sum(probabilities.values()), 1.0, rel_tol=1e-9)
-    assert all(0 < p < 1 for p in probabilities.values())
 
 
 @pytest.mark.parametrize("sequences, length", [

@@ -41,6 +41,7 @@ def run_report(eval_dir: Path, out: Path) -> int:
     return report_stage.main(["--eval", str(eval_dir), "--sepo-metrics", str(ROOT / "metrics/sepo"),
                               "--sepo-plots", str(ROOT / "plots/sepo"),
                               "--ablation", str(ROOT / "metrics/ablation.json"),
+                              "--comparisons", str(ROOT / "metrics/comparisons.json"),
                               "--out", str(out / "reports"), "--plots", str(out / "plots")])
 
 
@@ -55,13 +56,16 @@ def test_report_has_every_domain_table_with_its_rows_and_intervals(eval_dir, tmp
             cells = " | ".join(with_interval(result["metrics"][key]) for key, _ in COLUMNS)
             assert cells in markdown, (game, name)
     assert "| policy | NashConv | exploitability | J bluff-bet | Q call | K bet |" in markdown
-    assert "per_rollout − none (paired, exploit)" in markdown  # the committed ablation's table
-    for figure in ("comparison.svg", "kuhn_frequencies.svg", "training_curves.svg"):
+    assert "## Ablation on ipd: each arm − none-batch (paired)" in markdown  # the committed ablation
+    assert "## Paired comparisons: sepo − sft" in markdown and "## Paper claims" in markdown
+    figures = ("comparison.svg", "kuhn_frequencies.svg", "training_curves.svg", "paired_differences.svg")
+    for figure in figures:
         assert f"figures/{figure}" in markdown
         assert (tmp_path / "reports/figures" / figure).read_text().count("<path") > 10
     html = (tmp_path / "reports/results.html").read_text()
-    assert html.count("<svg") == 3 and "<script" not in html
-    assert html.count("<table>") == len(GAMES) + 2  # + the Kuhn and ablation tables
+    assert html.count("<svg") == len(figures) and "<script" not in html
+    # domains, the Kuhn audit, the paired comparison, the ablation and its two paired tables, the claims
+    assert html.count("<table>") == len(GAMES) + 6
 
 
 def test_plots_csv_hold_one_line_per_row_and_the_nash_frequencies(eval_dir, tmp_path):
@@ -74,7 +78,7 @@ def test_plots_csv_hold_one_line_per_row_and_the_nash_frequencies(eval_dir, tmp_
     assert float(line["safety"]) == pytest.approx(kuhn_sepo["metrics"]["safety"]["value"], rel=1e-5)
     with open(tmp_path / "plots/kuhn_frequencies.csv") as f:
         frequencies = {r["row"]: float(r["probability"]) for r in csv.DictReader(f)}
-    assert frequencies["nash/k_bet"] == 1.0 and frequencies["nash/j_bluff"] == pytest.approx(1 / 3)
+    assert frequencies["reference/k_bet"] == 1.0 and frequencies["reference/j_bluff"] == pytest.approx(1 / 3)
 
 
 def test_report_is_deterministic(eval_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""The ablation: the paired per_rollout − none difference by hand, and a whole (tiny) ablation run."""
+"""The ablation: a paired difference by hand, and a whole (tiny) ablation run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import yaml
 
 from sepo.config import load_params, parse_params
 from sepo.games.protocol import play_scripted_episode
-from sepo.metrics import exploit_pool_advantage
-from sepo.training.ablation import paired_difference, plot_components, run_ablation
+from sepo.metrics import paired_differences
+from sepo.training.ablation import plot_components, run_ablation
 from tests.test_training_chat_tokens import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,9 @@ def _episodes(agent: str, seeds: range) -> list:
 def test_paired_difference_by_hand():
     game = PARAMS.game("ipd")
     treated, control = _episodes("TitForTat", range(3)), _episodes("AlwaysCooperate", range(3))
-    difference = paired_difference(game, treated, control, exploit_pool_advantage, samples=200,
-                                   confidence=0.95, seed=0)
+    weights = PARAMS.games["ipd"].report_weights.model_dump()
+    difference = paired_differences(game, treated, control, weights, bootstrap_samples=200, confidence=0.95,
+                                    seed=0)["exploit"]
     # TitForTat: 5/8 against AlwaysDefect, 0 against AlternatingDefect (they trade 0/5 and 5/0);
     # AlwaysCooperate: 5 against AlwaysDefect, (32 - 12) / 8 = 2.5 against AlternatingDefect
     assert difference["value"] == pytest.approx((5 / 8 + 0.0) / 2 - (5.0 + 2.5) / 2)
@@ -36,8 +37,7 @@ def test_paired_difference_by_hand():
     assert difference["ci_low"] == pytest.approx(difference["value"])
     assert difference["ci_high"] == pytest.approx(difference["value"])
     with pytest.raises(ValueError, match="same pools, opponents and seeds"):
-        paired_difference(game, treated, control[::-1], exploit_pool_advantage, samples=10, confidence=0.9,
-                          seed=0)
+        paired_differences(game, treated, control[1:], weights, bootstrap_samples=10, confidence=0.9, seed=0)
 
 
 @pytest.mark.slow
@@ -57,9 +57,14 @@ def test_a_tiny_ablation_reports_exact_zero_penalty_gradients_for_constant_and_n
 
     table = run_ablation(params, tiny_model_dir(), on_arm=keep_history)
     kuhn = table["kuhn"]
-    assert set(kuhn) == {"sft", "per_rollout-batch", "constant-batch", "none-batch", "per_rollout_minus_none"}
+    assert set(kuhn) == {"sft", "per_rollout-batch", "constant-batch", "none-batch", "paired_differences"}
+    assert set(kuhn["paired_differences"]) == {"per_rollout-batch − none-batch", "constant-batch − none-batch"}
     for arm in ("constant-batch", "none-batch"):
         assert kuhn[arm]["penalty_grad_norm"] == {"mean": 0.0, "max": 0.0}
+    # identical advantages, identical updates: the constant penalty changes nothing (SPEC section 5)
+    assert kuhn["constant-batch"]["adapter_sha256"] == kuhn["none-batch"]["adapter_sha256"]
+    assert all(v["value"] == 0.0 for v in kuhn["paired_differences"]["constant-batch − none-batch"].values())
+    assert "nash_conv" in kuhn["per_rollout-batch"]
     assert [row["step"] for row in histories["kuhn"]["none-batch"]] == [1, 2]
     assert {"value", "ci_low", "ci_high"} <= set(kuhn["per_rollout-batch"]["exploit"])
     plot_components(histories, tmp_path / "components.png")

@@ -35,8 +35,6 @@ ACTION_PREFIX = "Action: "
 REPLY_INSTRUCTION = f"Reply with your reasoning, then a last line '{ACTION_PREFIX}<ACTION>'."
 
 _THINK_END = re.compile(r"</think>", re.IGNORECASE)
-#: the stop rule's test of a finished line (``sepo.policies``); same definition as ``action_line_value``
-_ACTION_LINE = re.compile(r"^\s*\**\s*action\s*\**\s*[:=]\s*(.*)$", re.IGNORECASE)
 _ACTION_WORD = "action"
 _LEADING = " *`'\"(["
 _TRAILING = " .,;:!?*`'\")]"

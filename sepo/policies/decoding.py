@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sepo.games.parsing import _ACTION_LINE
+from sepo.games.parsing import action_line_value
 
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
@@ -109,8 +109,8 @@ def reply_is_complete(text: str) -> bool:
     answer = text.rsplit(_THINK_CLOSE, 1)[-1]
     finished_lines = answer.split("\n")[:-1]
     for line in finished_lines:
-        match = _ACTION_LINE.match(line)
-        if match and match.group(1).strip():
+        value = action_line_value(line)
+        if value is not None and value.strip():
             return True
     return False
 

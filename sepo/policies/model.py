@@ -36,15 +36,15 @@ stop rule: ``sepo.policies.decoding``):
   from this loop's while greedy ones are equal).  Decisions whose prompt
   plus ``max_new_tokens`` exceed a slot take the standard loop.  Scoring
   always runs through transformers' caches.
-- ``action_probabilities``: the same scores with the reply empty (the
-  prompt followed directly by ``Action: X``), normalised over the legal
-  actions.  The actions of every domain are such that none is a token prefix
-  of another, so no end-of-line term is needed.
+- The probabilities of the actions a model *plays* are scored after its own
+  reply (``sepo.policies.action_scores``), never after the bare prompt: the
+  action is written after the reasoning.  The actions of every domain are
+  such that none is a token prefix of another, so no end-of-line term is
+  needed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,17 +158,6 @@ class ModelPolicy:
         self.prefix_cache.forget(cache_keys)
         if self.fast is not None:
             self.fast.forget(cache_keys)
-
-    def action_probabilities(self, requests: Sequence[DecisionRequest]) -> list[dict[str, float]]:
-        """P(action) after ``Action: `` directly following the prompt, normalised over the legal actions."""
-        contexts = [self.render(r.messages) for r in requests]
-        out = []
-        for scores in self.action_log_scores(contexts, [r.view.legal_actions for r in requests]):
-            top = max(scores.values())
-            weights = {a: math.exp(s - top) for a, s in scores.items()}
-            total = sum(weights.values())
-            out.append({a: w / total for a, w in weights.items()})
-        return out
 
     # -- building blocks ------------------------------------------------------------
     def render(self, messages: Sequence[Message]) -> str:
