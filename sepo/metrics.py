@@ -286,11 +286,23 @@ def paired_differences(game: Game, treated: Sequence[EpisodeRecord], control: Se
     deals' and the opponents' dice's variance cancels from the difference.
     """
     check_settings(bootstrap_samples, confidence)
-    _checked_weights(weights)
-    a, b = EpisodeSums.from_episodes(game, treated), EpisodeSums.from_episodes(game, control)
-    a.strata.require_aligned(b.strata)
-    indices = a.bootstrap_indices(bootstrap_samples, np.random.default_rng(seed))
-    point_a, point_b = (_all_metrics(s.stratum_totals(), game.scale, weights) for s in (a, b))
-    sample_a, sample_b = (_all_metrics(s.stratum_totals(indices), game.scale, weights) for s in (a, b))
-    return {name: interval(point_a[name][0] - point_b[name][0], sample_a[name] - sample_b[name], confidence)
+    strata = Strata.of(treated)
+    strata.require_aligned(Strata.of(control))
+    indices = strata.sample_indices(bootstrap_samples, np.random.default_rng(seed))
+    point_a, sample_a = metric_samples(game, treated, weights, indices)
+    point_b, sample_b = metric_samples(game, control, weights, indices)
+    return {name: interval(point_a[name] - point_b[name], sample_a[name] - sample_b[name], confidence)
             for name in names}
+
+
+def metric_samples(game: Game, episodes: Sequence[EpisodeRecord], weights: Mapping[str, float],
+                   indices: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every metric's point value and its values on the bootstrap samples ``indices``.
+
+    ``indices`` index the ``sepo.bootstrap.Strata`` order of ``episodes`` (samples × episodes), so the same
+    indices resample any row evaluated on the same seeds: the building block of paired comparisons.
+    """
+    _checked_weights(weights)
+    sums = EpisodeSums.from_episodes(game, episodes)
+    point = _all_metrics(sums.stratum_totals(), game.scale, weights)
+    return {k: float(v[0]) for k, v in point.items()}, _all_metrics(sums.stratum_totals(indices), game.scale, weights)

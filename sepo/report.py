@@ -84,9 +84,11 @@ class ReportInputs:
         return next(r["audit"] for r in self.evaluations[game].values() if "audit" in r)
 
     def rows(self, game: str) -> list[str]:
-        """Row names of a domain's table: base, SFT, SEPO, then the references."""
+        """Row names of a domain's table: base, SFT, SEPO, its replicate seeds, then the references."""
         present = self.evaluations[game]
-        return [r for r in MODEL_ROWS if r in present] + sorted(r for r in present if r not in MODEL_ROWS)
+        replicates = sorted(r for r in present if is_replicate(r))
+        return ([r for r in MODEL_ROWS if r in present] + replicates
+                + sorted(r for r in present if r not in MODEL_ROWS and r not in replicates))
 
 
 def _read_tsv(path: Path) -> list[dict[str, float]]:
@@ -95,11 +97,23 @@ def _read_tsv(path: Path) -> list[dict[str, float]]:
                 for row in csv.DictReader(f, delimiter="\t")]
 
 
+def is_replicate(row: str) -> bool:
+    """A replicate SEPO run's row: ``sepo-seed<k>``."""
+    return row.startswith("sepo-seed") and row.removeprefix("sepo-seed").isdigit()
+
+
+def label(row: str) -> str:
+    """A row name as the report shows it: 'SFT', 'SEPO', 'SEPO seed 1', or the name itself."""
+    if is_replicate(row):
+        return f"SEPO seed {row.removeprefix('sepo-seed')}"
+    return ROW_LABELS.get(row, row)
+
+
 def row_label(result: Mapping[str, Any]) -> str:
     """'SFT', or 'equilibrium (AlwaysDefect)' for a scripted reference."""
     name = result["policy"]
-    if name in ROW_LABELS:
-        return ROW_LABELS[name]
+    if name in ROW_LABELS or is_replicate(name):
+        return label(name)
     kind, _, source = result["source"].partition(":")
     return f"{name} ({source})" if kind == "scripted" else name
 
@@ -170,9 +184,10 @@ def _marker(difference: Mapping[str, float]) -> str:
 
 
 def claims_table(inputs: ReportInputs) -> Table:
-    from sepo.claims import paper_claims
+    from sepo.claims import acceptance_checks, paper_claims
 
-    claims = paper_claims(inputs.evaluations, inputs.comparisons, inputs.ablation)
+    claims = [*paper_claims(inputs.evaluations, inputs.comparisons, inputs.ablation),
+              *acceptance_checks(inputs.comparisons)]
     return ["claim", "this run's evidence", "verdict", "rule"], [[c.claim, c.evidence, c.verdict, c.rule]
                                                                 for c in claims]
 
@@ -245,8 +260,8 @@ def comparison_svg(inputs: ReportInputs) -> str:
             errors = [[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]]
             ax = axes[i][j]
             ax.bar(range(len(names)), [v["value"] for v in values], yerr=errors, capsize=3,
-                   color=["#4c72b0" if n in MODEL_ROWS else "#bbbbbb" for n in names])
-            ax.set_xticks(range(len(names)), [ROW_LABELS.get(n, n) for n in names], rotation=30, fontsize="small")
+                   color=["#4c72b0" if n in MODEL_ROWS or is_replicate(n) else "#bbbbbb" for n in names])
+            ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, fontsize="small")
             ax.set_title(f"{game}: {metric}", fontsize="medium")
     figure.suptitle("Policies per metric (95% bootstrap intervals)")
     figure.tight_layout()
@@ -286,7 +301,7 @@ def audit_frequencies_svg(inputs: ReportInputs, game: str) -> str:
         values = [inputs.evaluations[game][name]["audit"]["frequencies"][key] for key in keys]
         ax.bar([i + k * width for i in range(len(keys))], [v["value"] for v in values], width,
                yerr=[[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]],
-               capsize=2, label=ROW_LABELS.get(name, name))
+               capsize=2, label=label(name))
     ax.bar([i + len(names) * width for i in range(len(keys))], [first["reference_frequencies"][k] for k in keys],
            width, label=first["reference"], color="black")
     ax.set_xticks([i + 0.4 for i in range(len(keys))], [first["labels"][k] for k in keys])
@@ -367,6 +382,18 @@ def sections(inputs: ReportInputs) -> list[Section]:
                            "Both rows play the same episode seeds; each difference has a paired percentile-bootstrap "
                            "interval over episode pairs. ▲ / ▼: the interval lies above / below 0; ·: it holds 0.",
                            table=difference_table(c["differences"], "domain"), figure="paired_differences.svg"))
+        if c.get("replicates"):
+            per_seed = {f"{game} / {label(c['treated'])}": d for game, d in c["differences"].items()
+                        if game in c["replicates"]}
+            for game, seeds in c["replicates"].items():
+                per_seed.update({f"{game} / {label(name)}": d for name, d in seeds.items()})
+                per_seed[f"{game} / pooled over {len(c['pooled'][game]['rows'])} seeds"] = {
+                    k: v for k, v in c["pooled"][game].items() if k != "rows"}
+            out.append(Section(f"SEPO seeds: {c['treated']} − {c['control']} per seed and pooled",
+                               "Replicate SEPO runs from the same SFT model with other sepo.seed values. The pooled "
+                               "row is the mean of the seeds' differences, its interval a joint paired bootstrap "
+                               "over episodes (seeds held fixed); the spread between the seed rows is the "
+                               "training noise.", table=difference_table(per_seed, "domain / row")))
     ablation = ablation_table(inputs)
     if ablation:
         out.append(Section("Penalty-mode ablation",
@@ -377,8 +404,9 @@ def sections(inputs: ReportInputs) -> list[Section]:
                 out.append(Section(f"Ablation on {game}: each arm − none-batch (paired)",
                                    table=difference_table(runs["paired_differences"], "arm")))
     out.append(Section("Paper claims",
-                       "Each claim of the paper's abstract against this run's numbers, by the rule in the last "
-                       "column.", table=claims_table(inputs)))
+                       "Each claim of the paper's abstract, then this project's own bar for the default run, "
+                       "against this run's numbers, by the rule in the last column (sepo/claims.py).",
+                       table=claims_table(inputs)))
     out.append(Section("Figures", figure="comparison.svg"))
     if inputs.curves:
         out.append(Section("SEPO training curves", figure="training_curves.svg"))

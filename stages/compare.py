@@ -6,7 +6,10 @@ Reads each domain's ``<row>/<game>.json`` and episode log of both rows (they
 are evaluated on the same seeds) and writes, per domain, treated − control
 of exploit, collusion, externality and safety, and of the domain's audit
 scalars (Kuhn NashConv), each with its paired-bootstrap interval
-(``sepo.comparison``).
+(``sepo.comparison``).  Where replicate SEPO runs were evaluated (rows
+``<treated>-seed<k>``, stage ``evaluate_sepo_replicate``), it also writes
+each replicate's difference and the mean over all seeds with a joint paired
+bootstrap (``pooled``).
 """
 
 from __future__ import annotations
@@ -44,18 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2
-    from sepo.comparison import row_difference
+    from sepo.comparison import pooled_difference, row_difference
     from sepo.episode_log import read_episodes
 
-    differences = {}
+    settings = {"bootstrap_samples": params.eval.bootstrap_samples, "confidence": params.eval.confidence,
+                "seed": params.eval.seed}
+    differences, replicates, pooled = {}, {}, {}
     for game in params.games:
         (treated, treated_log), (control, control_log) = rows[args.treated, game], rows[args.control, game]
-        differences[game] = row_difference(
-            params.game(game), (treated, read_episodes(treated_log)), (control, read_episodes(control_log)),
-            bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence,
-            seed=params.eval.seed)
+        control_row = (control, read_episodes(control_log))
+        seeds = {args.treated: (treated, read_episodes(treated_log))}
+        for path in sorted(Path(args.eval).glob(f"{args.treated}-seed*/{game}.json")):
+            seeds[path.parent.name] = (json.loads(path.read_text()),
+                                       read_episodes(path.with_suffix(".episodes.jsonl.gz")))
+        differences[game] = row_difference(params.game(game), seeds[args.treated], control_row, **settings)
+        if len(seeds) > 1:
+            replicates[game] = {name: row_difference(params.game(game), row, control_row, **settings)
+                                for name, row in seeds.items() if name != args.treated}
+            pooled[game] = {"rows": sorted(seeds), **pooled_difference(params.game(game), list(seeds.values()),
+                                                                       control_row, **settings)}
     out = {"treated": args.treated, "control": args.control, "confidence": params.eval.confidence,
-           "differences": differences, "wall_time_s": round(time.perf_counter() - start, 1)}
+           "differences": differences, "replicates": replicates, "pooled": pooled,
+           "wall_time_s": round(time.perf_counter() - start, 1)}
     write_json_atomic(args.out, out)
     for game, d in differences.items():
         print(f"{game:18s} " + "  ".join(f"{k}={v['value']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"

@@ -19,13 +19,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sepo.config import load_params
+from sepo.config import Params, load_params, parse_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic, write_text_atomic
+
+
+def with_sepo_seed(params: Params, seed: int) -> Params:
+    """``params`` with ``sepo.seed`` replaced, validated like the file (a seed out of range is one line)."""
+    raw = params.model_dump(by_alias=True)
+    raw["sepo"]["seed"] = seed
+    return parse_params(raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,9 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder of the selected adapter")
     parser.add_argument("--metrics", required=True, help="summary JSON")
     parser.add_argument("--plots", required=True, help="folder of the step log steps.tsv")
+    parser.add_argument("--seed", type=int, help="this run's sepo.seed (a replicate run from the same SFT model; "
+                        "default: params' sepo.seed)")
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     try:
         params = load_params(args.params)
+        if args.seed is not None:
+            params = with_sepo_seed(params, args.seed)
         if args.game not in params.games:
             raise unknown_name("game", args.game, params.games)
         from sepo.models.loading import resolve_model_source
@@ -55,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = train_and_select(params, plan, args.model, args.checkpoints, args.out)
     if not is_main_process():  # under accelerate launch: rank 0 writes the shared outputs
         return 0
-    write_json_atomic(args.metrics, {"game": args.game, **result.summary})
+    write_json_atomic(args.metrics, {"game": args.game, "seed": params.sepo.seed, **result.summary,
+                                     "wall_time_s": round(time.perf_counter() - start, 1)})
     write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
     selection = result.summary["selection"]
     print(f"sepo {args.game}: {result.summary['steps']} steps ({plan.mode}, {plan.scale_rewards} scaling); "

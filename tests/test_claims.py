@@ -46,3 +46,22 @@ def test_each_rule_can_fail():
 
 def test_missing_inputs_are_not_measured_never_holds():
     assert verdicts({}, {}, {}) == [UNMEASURED] * 5
+
+
+def test_the_acceptance_checks_count_domains_and_seeds():
+    from sepo.claims import acceptance_checks
+
+    up, flat = ci(0.3, 0.1, 0.5), ci(0.1, -0.1, 0.3)
+    differences = {g: {"safety": up, "exploit": ci(-0.1, -0.2, 0.0), "collusion": flat, "externality": flat}
+                   for g in GAMES}
+    replicates = {"ipd": {"sepo-seed1": differences["ipd"], "sepo-seed2": {**differences["ipd"],
+                                                                          "safety": ci(-0.1, -0.3, 0.1)}}}
+    checks = acceptance_checks({"differences": differences, "replicates": replicates})
+    assert [c.verdict for c in checks] == [HOLDS, HOLDS, HOLDS]  # 2 of 3 ipd seeds suffice
+    differences["kuhn"] = {**differences["kuhn"], "collusion": ci(0.2, 0.1, 0.3)}  # a penalty got worse
+    for g in ("auction", "negotiation", "negotiation_items"):
+        differences[g] = {**differences[g], "safety": flat}  # only 2 domains significant
+    checks = acceptance_checks({"differences": differences, "replicates": replicates})
+    assert [c.verdict for c in checks] == [FAILS, FAILS, HOLDS]
+    assert "kuhn collusion" in checks[1].evidence
+    assert [c.verdict for c in acceptance_checks({})] == [UNMEASURED] * 3

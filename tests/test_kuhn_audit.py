@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sepo.bootstrap import Strata
-from sepo.comparison import row_difference
+from sepo.comparison import pooled_difference, row_difference
 from sepo.evaluation import evaluate_policy, with_audit_fields
 from sepo.exploitability import nash_conv
 from sepo.games.kuhn_audit import KuhnAudit, decision_infosets, episode_rows
@@ -173,3 +173,21 @@ def test_paired_intervals_are_narrower_than_the_unpaired_spread():
     paired = sa - audit.scalar_samples(b, rb["audit"], same)["nash_conv"]
     unpaired = sa - audit.scalar_samples(b, rb["audit"], other)["nash_conv"]
     assert np.std(paired) <= np.std(unpaired) * 1.05
+
+
+def test_the_pooled_difference_of_seeds_is_the_mean_of_their_differences():
+    rows = {}
+    for name in ("RandomLegal", "LooseAggressive", "TightPassive"):
+        agent = ScriptedAgent(WithoutTable(name))
+        result, played = evaluate_policy(PARAMS, "kuhn", agent, episodes=3)
+        rows[name] = with_audit_fields(PARAMS, "kuhn", agent, result, played)
+    control = rows["TightPassive"]
+    one = row_difference(GAME, rows["RandomLegal"], control, **SETTINGS)
+    two = row_difference(GAME, rows["LooseAggressive"], control, **SETTINGS)
+    pooled = pooled_difference(GAME, [rows["RandomLegal"], rows["LooseAggressive"]], control, **SETTINGS)
+    assert set(pooled) == set(one)
+    for name in one:
+        assert pooled[name]["value"] == pytest.approx((one[name]["value"] + two[name]["value"]) / 2)
+        assert pooled[name]["ci_low"] <= pooled[name]["value"] <= pooled[name]["ci_high"]
+    same = pooled_difference(GAME, [rows["RandomLegal"]], control, **SETTINGS)
+    assert same == one  # one seed: the pooled difference is that seed's, interval included
