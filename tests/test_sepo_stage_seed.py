@@ -16,5 +16,5 @@ def test_a_replicate_seed_replaces_sepo_seed_only():
 
 
 def test_a_seed_out_of_range_is_refused_like_in_params():
-    with pytest.raises(ConfigError, match="sepo.seed"):
+    with pytest.raises(ConfigError, match=r"sepo\.seed"):
         with_sepo_seed(PARAMS, 2**40)
