@@ -5,8 +5,9 @@ of policies (``scripted:NAME`` or ``model:PATH``, a path relative to the
 project) and the domains each plays, with ``eval.episodes`` per opponent
 from ``eval.seed``.  Steps:
 
-1. ``dvc pull``.  When the remote is missing or lacks some files, the flow
-   says so in one line and goes on with what the workspace holds.
+1. ``dvc pull``.  When the remote is missing or lacks some files, the pull
+   task fails (Prefect shows it red, with the reason in one line) and the
+   flow goes on with what the workspace holds, saying so in its report.
 2. A model whose folder is still missing after the pull is skipped and
    listed in the report; when nothing at all is left to evaluate the flow
    fails, so a scheduled run never looks green while measuring nothing.
@@ -44,7 +45,7 @@ REPORT_METRICS = ("pay", "exploit", "collusion", "externality", "safety", "nra",
 
 @task(cache_policy=NO_CACHE)
 def pull_released_data(repo_dir: str) -> str:
-    """``dvc pull``; never fails the flow: a missing remote or missing files become a one-line note."""
+    """``dvc pull``; a failed pull fails this task with a one-line reason (the flow itself goes on)."""
     logger = get_run_logger()
     outcome = run_streamed(Path(repo_dir), "pull", on_line=logger.info)
     if outcome.returncode == 0:
@@ -52,9 +53,11 @@ def pull_released_data(repo_dir: str) -> str:
     reason = outcome.error_line
     if any("no default remote" in line for line in outcome.tail):
         reason = f"no DVC remote is configured; {reason}"
-    note = f"dvc pull could not fetch everything ({reason}); evaluating what the workspace holds"
-    logger.warning(note)
-    return note
+    raise PullFailed(f"dvc pull could not fetch everything ({reason})")
+
+
+class PullFailed(RuntimeError):
+    """``dvc pull`` did not bring every tracked file."""
 
 
 def locate_policy(policy: str, repo: Path) -> tuple[str, str | None]:
@@ -119,7 +122,11 @@ def scheduled_evaluation(repo_dir: str = ".", params_path: str = "params.yaml", 
     """Pull, re-evaluate every configured policy × domain on Dask, publish the report."""
     repo = Path(repo_dir).resolve()
     params = load_params(repo / params_path)
-    pull_note = pull_released_data(str(repo)) if pull else "dvc pull skipped (--no-pull)"
+    pull_note = "dvc pull skipped (--no-pull)"
+    if pull:
+        state = pull_released_data(str(repo), return_state=True)
+        pull_note = (state.result() if state.is_completed()
+                     else f"{state.result(raise_on_failure=False)}; evaluating what the workspace holds")
     shards, skipped = plan_shards(params, repo, episodes)
     if not shards:
         raise ConfigError("nothing to evaluate: " + "; ".join(f"{p}: {r}" for p, r in skipped.items()))

@@ -98,14 +98,41 @@ def test_a_fresh_clone_pulls_the_released_data_from_the_default_remote(tmp_path)
         target = clone / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
-    assert not (clone / "data").exists() and (clone / "dvc.lock").is_file()
+    assert [p.name for p in (clone / "data").iterdir()] == ["README.md"] and (clone / "dvc.lock").is_file()
     subprocess.run(["git", "init", "-q"], cwd=clone, check=True)
     dvc = [sys.executable, "-m", "dvc"]
 
-    pulled = run([*dvc, "pull", "generate"], cwd=clone)
+    pulled = run([*dvc, "pull"], cwd=clone)
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     for path, expected in generate_outs().items():
         assert md5(clone / path) == expected, path
 
-    status = run([*dvc, "status", "generate", "validate"], cwd=clone)
+    status = run([*dvc, "status"], cwd=clone)  # every stage: the models are released too
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
+    evaluated = run([sys.executable, "-m", "sepo.cli", "evaluate", "--policy", "model:data/models/sft",
+                     "--game", "ipd", "--episodes", "1"], cwd=clone)
+    assert evaluated.returncode == 0 and "safety" in evaluated.stdout, evaluated.stdout + evaluated.stderr
+
+
+def test_the_release_remote_holds_every_cached_output_of_dvc_lock():
+    """The release can never go stale: each output DVC caches has its objects in ``release/files/md5``."""
+    import json
+
+    from dvc.repo import Repo
+
+    remote = ROOT / "release" / "files" / "md5"
+    missing = []
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                if not out.use_cache or out.hash_info is None or not out.hash_info.value:
+                    continue
+                value = out.hash_info.value
+                obj = remote / value[:2] / value[2:]
+                if not obj.is_file():
+                    missing.append(f"{stage.addressing}: {out.def_path}")
+                elif value.endswith(".dir"):
+                    for entry in json.loads(obj.read_text()):
+                        if not (remote / entry["md5"][:2] / entry["md5"][2:]).is_file():
+                            missing.append(f"{stage.addressing}: {out.def_path}/{entry['relpath']}")
+    assert not missing, "not released; run `dvc push` and commit release/:\n" + "\n".join(missing)

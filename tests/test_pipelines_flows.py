@@ -204,6 +204,12 @@ def test_scheduled_evaluation_survives_a_failed_pull_and_reports_what_it_skipped
                                   out="results/evaluation.json")
 
     assert "dvc pull could not fetch everything (no DVC remote is configured" in report["pull"]
+    assert "evaluating what the workspace holds" in report["pull"]
+    from prefect.client.orchestration import get_client  # the pull task itself ended Failed
+
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_task_runs() if r.name.startswith("pull_released_data")]
+    assert runs and runs[-1].state.is_failed()
     assert list(report["skipped"]) == ["model:data/models/missing"]
     params = load_params(repo / "params.yaml")
     assert report["results"] == merge_results(
