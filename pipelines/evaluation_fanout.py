@@ -41,13 +41,14 @@ class EvaluationShard:
 
 
 def evaluate_shard_here(params: Params, shard: EvaluationShard) -> dict[str, Any]:
-    """The shard's metrics (SPEC section 4, with CIs), computed in this process."""
+    """The shard's metrics (SPEC section 4, with CIs, opponents as (pool, strategy) slots) and the domain's
+    strategy audit (Kuhn: NashConv of the played policy), computed in this process."""
     from sepo.cli import resolve_policy
-    from sepo.evaluation import evaluate_policy
+    from sepo.evaluation import evaluate_policy, with_audit_fields
 
     policy = resolve_policy(params, shard.game, shard.policy)
-    result, _ = evaluate_policy(params, shard.game, policy, episodes=shard.episodes, seed=shard.seed)
-    return result
+    result, played = evaluate_policy(params, shard.game, policy, episodes=shard.episodes, seed=shard.seed)
+    return with_audit_fields(params, shard.game, policy, result, played)[0]
 
 
 @task(task_run_name="evaluate-{shard.game}-{shard.policy}", cache_policy=NO_CACHE)

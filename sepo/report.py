@@ -138,7 +138,8 @@ def domain_table(inputs: ReportInputs, game: str) -> Table:
 def audit_table(inputs: ReportInputs, game: str) -> Table:
     """A domain's strategy audit: each row's scalars and frequencies with intervals, then the reference."""
     first = inputs.audit(game)
-    scalars, frequencies = list(first["scalars"]), list(first["frequencies"])
+    scalars = [k for k in first["order"] if k in first["scalars"]]
+    frequencies = [k for k in first["order"] if k in first["frequencies"]]
     header = ["policy", *(first["labels"][k] for k in scalars + frequencies)]
     body = []
     for name in inputs.rows(game):
@@ -171,11 +172,19 @@ def ablation_table(inputs: ReportInputs) -> Table | None:
 
 def difference_table(differences: Mapping[str, Mapping[str, Mapping[str, float]]], label: str) -> Table:
     """Paired differences (rows: ``label`` keys, e.g. domains or arms) with intervals and where they lie."""
-    names = list(dict.fromkeys(k for d in differences.values() for k in d))
+    names = _difference_names(differences)
     header = [label, *names]
     body = [[row, *(f"{with_interval(d[k])} {_marker(d[k])}" if k in d else "" for k in names)]
             for row, d in differences.items()]
     return header, body
+
+
+def _difference_names(differences: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The compared quantities in SPEC's order (exploit, collusion, externality, safety), then any others."""
+    from sepo.metrics import PAIRED_METRICS
+
+    present = list(dict.fromkeys(k for d in differences.values() for k in d))
+    return [k for k in PAIRED_METRICS if k in present] + sorted(k for k in present if k not in PAIRED_METRICS)
 
 
 def _marker(difference: Mapping[str, float]) -> str:
@@ -273,7 +282,7 @@ def paired_differences_svg(inputs: ReportInputs) -> str:
     plt = _pyplot()
     differences = inputs.comparisons["differences"]
     games = list(differences)
-    names = list(dict.fromkeys(k for d in differences.values() for k in d))
+    names = _difference_names(differences)
     figure, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         shown = [g for g in games if name in differences[g]]
@@ -293,7 +302,7 @@ def audit_frequencies_svg(inputs: ReportInputs, game: str) -> str:
     """A domain's audited frequencies per row (with intervals) against its reference."""
     plt = _pyplot()
     first = inputs.audit(game)
-    keys = list(first["frequencies"])
+    keys = [k for k in first["order"] if k in first["frequencies"]]
     names = [n for n in inputs.rows(game) if "audit" in inputs.evaluations[game][n]]
     figure, ax = plt.subplots(figsize=(6.5, 3))
     width = 0.8 / (len(names) + 1)

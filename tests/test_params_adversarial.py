@@ -190,7 +190,7 @@ def test_bad_yaml_is_one_line_in_every_command(case, tmp_path, capsys):
     commands = (["plan"], ["plan", "--profile", "paper-qwen"], ["profile", "paper-qwen"],
                 ["profile", "paper-qwen", "--apply"],
                 ["evaluate", "--policy", "scripted:TitForTat", "--game", "ipd"],
-                ["play", "--game", "ipd", "--agent", "scripted:TitForTat", "--opponent", "Grim"])
+                ["play", "--game", "ipd", "--policy", "scripted:TitForTat", "--opponent", "Grim"])
     before = bad.read_bytes()
     for command in commands:
         assert sepo_main(["--params", str(bad), *command]) == 2, command

@@ -65,8 +65,11 @@ def test_base_model_stage_records_a_hub_id_without_downloading(tmp_path, capsys)
     params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: Qwen/Qwen3.5-4B "))
     assert base_model_main(["--params", str(params), "--out", str(tmp_path / "base")]) == 0
     assert [p.name for p in (tmp_path / "base").iterdir()] == ["hub_model.json"]
-    assert json.loads((tmp_path / "base" / "hub_model.json").read_text()) == {
+    recorded = json.loads((tmp_path / "base" / "hub_model.json").read_text())
+    assert {k: recorded[k] for k in ("model_id", "revision", "trust_remote_code")} == {
         "model_id": "Qwen/Qwen3.5-4B", "revision": "main", "trust_remote_code": False}
+    # offline here: the revision is recorded as not resolved to a commit, never as if it were one
+    assert recorded["commit"] is None and "NOT resolved" in recorded["note"]
     params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: not-a-hub-id "))
     assert base_model_main(["--params", str(params), "--out", str(tmp_path / "bad")]) == 2
     assert capsys.readouterr().err.strip().startswith("base_model: error: model.base: expected 'tiny'")

@@ -213,6 +213,7 @@ class KuhnAudit:
             "title": self.title,
             "description": self.description,
             "labels": dict(self.labels),
+            "order": [*self.scalars, *FREQUENCY_LABELS],  # JSON files sort their keys: the report's column order
             "source": source,
             "policy_table": {key: float(p) for key, p in zip(INFOSETS, table, strict=True)},
             "infoset_decisions": {key: int(c) for key, c in zip(INFOSETS, counts, strict=True)},
