@@ -55,17 +55,23 @@ ERRORS = "<script>window.plotErrors = []; window.addEventListener('error', e => 
 
 
 def declared_plots() -> set[str]:
-    """The div ids dvc-render gives to every plot of dvc.yaml: top-level ids and stage plot files."""
+    """The div ids dvc-render gives to every plot of dvc.yaml: top-level ids and stage plot files.
+
+    Stage plots are read from DVC's own resolved stages, so ``foreach`` / ``matrix`` templates
+    (``${item}``, ``${key}``) are expanded exactly as DVC expands them.
+    """
+    from dvc.repo import Repo
+
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     ids = {next(iter(entry)) for entry in pipeline["plots"]}
-    for stage in pipeline["stages"].values():
-        for entry in stage.get("do", stage).get("plots", []):
-            path = next(iter(entry))
-            files = sorted((ROOT / path).rglob("*.*")) if (ROOT / path).is_dir() else [ROOT / path]
-            items = stage.get("foreach") or [None]
-            for item in items:
-                for file in files:
-                    ids.add(str(file.relative_to(ROOT)).replace("${item}", str(item)))
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                if not out.plot:
+                    continue
+                path = ROOT / out.def_path
+                files = sorted(path.rglob("*.*")) if path.is_dir() else [path]
+                ids.update(str(file.relative_to(ROOT)) for file in files)
     return {re.sub(r"[^a-zA-Z0-9_-]", "_", plot_id) for plot_id in ids}
 
 

@@ -29,7 +29,7 @@ class ReasonsThenActs:
     exactly what the played-policy measure must keep.
     """
 
-    sampling = type("S", (), {"temperature": 1.0, "greedy": False})()
+    sampling = type("S", (), {"temperature": 1.0, "greedy": False, "top_p": 1.0, "top_k": 0})()
     name = "reasons-then-acts"
 
     def render(self, messages):
@@ -93,6 +93,16 @@ def test_probabilities_follow_the_sampling_temperature():
     cold = probabilities_from_scores(scores, 0.5, False)["BET"]
     assert cold == pytest.approx(0.64 / (0.64 + 0.04))
     assert probabilities_from_scores(scores, 0.8, True) == {"BET": 1.0, "CHECK": 0.0}
+
+
+def test_probabilities_follow_the_samplers_top_p_and_top_k():
+    scores = {"BET": np.log(0.9), "CHECK": np.log(0.1)}
+    # top-p 0.95: CHECK is kept (BET alone holds 0.9 < 0.95), so nothing changes
+    assert probabilities_from_scores(scores, 1.0, False, top_p=0.95)["CHECK"] == pytest.approx(0.1)
+    # top-p 0.85: BET alone already holds 0.85, so CHECK is never drawn
+    assert probabilities_from_scores(scores, 1.0, False, top_p=0.85) == {"BET": 1.0, "CHECK": 0.0}
+    three = {"a": np.log(0.5), "b": np.log(0.3), "c": np.log(0.2)}
+    assert probabilities_from_scores(three, 1.0, False, top_k=2) == pytest.approx({"a": 0.625, "b": 0.375, "c": 0.0})
 
 
 def test_decision_infosets_follow_the_betting_of_each_hand():

@@ -9,9 +9,13 @@ the logged reply up to its final ``Action:`` line
 Exact choices:
 
 - Scores are ``ModelPolicy.action_log_scores`` of the rendered chat plus that
-  text, turned into probabilities at the sampling temperature (softmax of
-  score / T over the legal actions), the distribution the action was drawn
-  from (top-k / top-p truncation aside; exact for single-token actions).
+  text, turned into the distribution the sampler draws the action from:
+  softmax of score / T over the legal actions, then the sampler's top-k and
+  top-p truncation (``sepo.policies.decoding.sample_tokens``: a candidate is
+  dropped when the strictly better ones already hold ``top_p``) and
+  renormalised.  This is exact for single-token actions whose tokens hold
+  the probability mass after ``Action: `` (a trained model's case: the
+  logged action frequencies must agree with it, and a test checks they do).
   Greedy decoding gives the arg-max with probability 1.
 - A reply without an ``Action:`` line was decided by the constrained
   fallback: it counts as the action played, with probability 1.
@@ -28,15 +32,27 @@ from sepo.games.protocol import EpisodeRecord
 from sepo.rollout import PlayedEpisode
 
 
-def probabilities_from_scores(scores: Mapping[str, float], temperature: float, greedy: bool) -> dict[str, float]:
-    """Log-scores of the legal actions -> the probabilities a sampler at ``temperature`` draws them with."""
+def probabilities_from_scores(scores: Mapping[str, float], temperature: float, greedy: bool,
+                              top_p: float = 1.0, top_k: int = 0) -> dict[str, float]:
+    """Log-scores of the legal actions -> the probabilities the sampler draws them with (see the module doc)."""
     if greedy:
         best = max(scores, key=scores.__getitem__)
         return {a: float(a == best) for a in scores}
-    top = max(scores.values())
-    weights = {a: math.exp((s - top) / temperature) for a, s in scores.items()}
-    total = sum(weights.values())
-    return {a: w / total for a, w in weights.items()}
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)  # ties keep the legal order
+    if 0 < top_k < len(ranked):
+        ranked = ranked[:top_k]
+    top = scores[ranked[0]]
+    weights = [math.exp((scores[a] - top) / temperature) for a in ranked]
+    total = sum(weights)
+    kept, before = [], 0.0
+    for action, weight in zip(ranked, weights, strict=True):
+        if top_p < 1.0 and before >= top_p:
+            break
+        kept.append((action, weight))
+        before += weight / total
+    mass = sum(w for _, w in kept)
+    chosen = dict(kept)
+    return {a: chosen.get(a, 0.0) / mass for a in scores}
 
 
 def scored_records(policy, played: Sequence[PlayedEpisode]) -> list[EpisodeRecord]:
@@ -58,7 +74,9 @@ def scored_records(policy, played: Sequence[PlayedEpisode]) -> list[EpisodeRecor
                 legal.append(decision.legal_actions)
                 where.append((e, k))
     scores = policy.action_log_scores(contexts, legal) if contexts else []
-    scored = {place: probabilities_from_scores(s, policy.sampling.temperature, policy.sampling.greedy)
+    sampling = policy.sampling
+    scored = {place: probabilities_from_scores(s, sampling.temperature, sampling.greedy, sampling.top_p,
+                                               sampling.top_k)
               for place, s in zip(where, scores, strict=True)}
     out = []
     for e, episode in enumerate(played):
