@@ -64,8 +64,9 @@ def test_report_has_every_domain_table_with_its_rows_and_intervals(eval_dir, tmp
         assert (tmp_path / "reports/figures" / figure).read_text().count("<path") > 10
     html = (tmp_path / "reports/results.html").read_text()
     assert html.count("<svg") == len(figures) and "<script" not in html
-    # domains, the Kuhn audit, the paired comparison, the ablation and its two paired tables, the claims
-    assert html.count("<table>") == len(GAMES) + 6
+    # domains, the Kuhn audit, the paired comparison, the seeds, the ablation and its two paired tables, the claims
+    assert html.count("<table>") == len(GAMES) + 7
+    assert "## SEPO seeds: sepo − sft per seed and pooled" in markdown
 
 
 def test_plots_csv_hold_one_line_per_row_and_the_nash_frequencies(eval_dir, tmp_path):
