@@ -189,7 +189,9 @@ def _difference_names(differences: Mapping[str, Mapping[str, Any]]) -> list[str]
 
 def _marker(difference: Mapping[str, float]) -> str:
     """'▲' / '▼' when the interval lies above / below 0, '·' when it holds 0."""
-    return "▲" if difference["ci_low"] > 0 else "▼" if difference["ci_high"] < 0 else "·"
+    from sepo.claims import interval_side
+
+    return {1: "▲", -1: "▼", 0: "·"}[interval_side(difference)]
 
 
 def claims_table(inputs: ReportInputs) -> Table:
