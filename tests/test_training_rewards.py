@@ -125,3 +125,15 @@ def test_equal_penalties_in_a_group_give_exactly_zero_penalty_advantages():
                                     "measured_collusion": [0.3, 0.0], "measured_externality": [0.1, 0.2],
                                     "pool": ["train", "exploit"]}, "constant")
     assert penalty_advantages(credited, weights, 2, "group").tolist() == [0.0, 0.0]
+
+
+def test_the_batch_shift_zeroes_constant_columns_exactly_and_keeps_differences():
+    from sepo.training.rewards import shifted_by_batch_mean
+
+    rewards = np.array([[0.3, 0.1234567, 0.0], [0.7, 0.1234567, 0.0], [1.9, 0.1234567, 0.0],
+                        [np.nan, 0.1234567, 0.0]], dtype=np.float32)
+    shifted = shifted_by_batch_mean(rewards)
+    assert np.all(shifted[:, 1:] == 0.0)  # exactly, not within rounding
+    assert np.isnan(shifted[3, 0])
+    np.testing.assert_allclose(np.diff(shifted[:3, 0]), np.diff(rewards[:3, 0].astype(np.float64)))
+    assert np.nanmean(shifted[:, 0]) == pytest.approx(0.0, abs=1e-12)

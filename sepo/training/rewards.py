@@ -107,6 +107,43 @@ def penalty_advantages(credited: Sequence[Components], penalty_weights: Mapping[
     return centred.reshape(-1)
 
 
+def shifted_by_batch_mean(rewards_per_func: np.ndarray) -> np.ndarray:
+    """Each component (column) minus its mean over the batch; a column equal on every row becomes exactly 0.
+
+    TRL sums the weighted components in float32 and then centres within
+    groups.  A shift common to the whole batch changes neither the centred
+    advantages nor the group or batch std, but without it a component that is
+    the same for every rollout (each penalty under ``constant``) still enters
+    the float32 sum and moves its rounding, so ``constant`` and ``none`` would
+    take updates that differ in the last bits and drift apart.  Shifted, that
+    component is exactly 0 and the two modes' rewards, advantages and updates
+    are bit-identical (SPEC section 5: the same update exactly).  NaN entries
+    (unscorable rows) stay NaN and are left out of the means.
+    """
+    values = np.asarray(rewards_per_func, dtype=np.float64)
+    shifted = values - np.nanmean(values, axis=0, keepdims=True)
+    constant = np.nanmax(values, axis=0) == np.nanmin(values, axis=0)
+    shifted[:, constant] = np.where(np.isnan(values[:, constant]), np.nan, 0.0)
+    return shifted
+
+
+def credited_statistics(credited: Sequence[Components], penalty_weights: Mapping[str, float]) -> dict[str, float]:
+    """Mean and std (ddof 1, as TRL's) of each credited component and of the total reward over the batch.
+
+    These are the step log's reward columns: TRL's own ``rewards/<name>``
+    logs see the components after ``shifted_by_batch_mean``, so their means
+    are 0 by construction.
+    """
+    out = {}
+    columns = {c: [getattr(row, c) for row in credited] for c in COMPONENTS}
+    columns["total"] = [row.total(penalty_weights) for row in credited]
+    for name, values in columns.items():
+        array = np.asarray(values, dtype=np.float64)
+        out[f"credited/{name}/mean"] = float(array.mean())
+        out[f"credited/{name}/std"] = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return out
+
+
 def measured_means(fields: Mapping[str, Sequence[Any]]) -> dict[str, float]:
     """Each measured component's mean over the episodes of its pools (NaN when the batch has none)."""
     out = {}

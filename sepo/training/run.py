@@ -225,8 +225,8 @@ def train(params: Params, plan: RunPlan, model_path: str | Path, checkpoints: st
 
 #: TRL / SepoGRPOTrainer log keys -> column names of the step log
 LOG_COLUMNS = {
-    "reward": "reward", "reward_std": "reward_std",
-    **{f"rewards/{c}/{s}": f"{c}_{s}" for c in COMPONENTS for s in ("mean", "std")},
+    "credited/total/mean": "reward", "credited/total/std": "reward_std",
+    **{f"credited/{c}/{s}": f"{c}_{s}" for c in COMPONENTS for s in ("mean", "std")},
     **{f"measured/{c}": f"measured_{c}" for c in COMPONENTS},
     "zero_std_share": "zero_std_share", "kl": "kl", "invalid_rate": "invalid_rate",
     "penalty_grad_norm": "penalty_grad_norm", "loss": "loss", "grad_norm": "grad_norm",

@@ -24,7 +24,16 @@ give, hence this subclass:
   fields the rollout attached to the batch.
 
 Every diagnostic goes to TRL's metric store, so it is averaged and logged
-like TRL's own (``kl``, ``rewards/<component>/mean`` and ``/std``, ``reward``).
+like TRL's own (``kl``, ``entropy``).
+
+One change to TRL's arithmetic, none to its maths: ``_calculate_rewards``
+returns each component shifted by its batch mean
+(``rewards.shifted_by_batch_mean``).  Advantages and stds are unchanged, but
+a penalty that is the same for every rollout (``constant``) is then exactly
+0, so ``constant`` and ``none`` end with byte-identical adapters.  TRL's
+``rewards/<component>`` and ``reward`` logs therefore read 0-mean values;
+the step log's reward columns are the credited components' own means and
+stds, logged here as ``credited/<component>/mean`` and ``credited/total/...``.
 """
 
 from __future__ import annotations
@@ -36,7 +45,13 @@ import torch
 from trl import GRPOTrainer
 
 from sepo.reward import zero_std_share
-from sepo.training.rewards import credited_components, measured_means, penalty_advantages
+from sepo.training.rewards import (
+    credited_components,
+    credited_statistics,
+    measured_means,
+    penalty_advantages,
+    shifted_by_batch_mean,
+)
 
 
 class SepoGRPOTrainer(GRPOTrainer):
@@ -49,6 +64,12 @@ class SepoGRPOTrainer(GRPOTrainer):
         self.penalty_weights = dict(penalty_weights)
         self._penalty_gradient: list[torch.Tensor] | None = None
 
+    # -- rewards ----------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list) -> torch.Tensor:
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        shifted = shifted_by_batch_mean(rewards_per_func.detach().cpu().numpy())
+        return torch.tensor(shifted, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
+
     # -- batch diagnostics ------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         # TRL merges the rollout's per-episode fields into ``inputs`` on the way
@@ -60,6 +81,8 @@ class SepoGRPOTrainer(GRPOTrainer):
         totals = [c.total(self.penalty_weights) for c in credited]
         metrics = self._metrics[mode]
         metrics["zero_std_share"].append(zero_std_share(totals, group_size))
+        for key, value in credited_statistics(credited, self.penalty_weights).items():
+            metrics[key].append(value)
         decisions = sum(fields["decisions"])
         metrics["invalid_rate"].append(sum(fields["invalid_decisions"]) / decisions if decisions else 0.0)
         for component, value in measured_means(fields).items():
