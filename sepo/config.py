@@ -121,9 +121,13 @@ class EvalParams(_Strict):
     """Evaluation of a policy against every pool."""
 
     episodes: int = Field(gt=0, description="episodes per opponent")
+    game_episodes: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="episodes per opponent in particular domains instead, for every "
+        "row alike (so rows stay paired): where episodes vary more, e.g. negotiation_items' deals, more "
+        "of them buy the same interval width")
     row_episodes: dict[str, PositiveInt] = Field(
-        default_factory=dict, description="episodes per opponent of particular report rows instead (e.g. "
-        "base: the untrained model writes max_new_tokens of noise at every decision)")
+        default_factory=dict, description="episodes per opponent of particular report rows instead, in "
+        "every domain (e.g. base: the untrained model writes max_new_tokens of noise at every decision)")
     seed: int = Field(ge=0, lt=2**SEED_BITS, description="base seed of the evaluation episodes")
     bootstrap_samples: int = Field(gt=0, description="bootstrap resamples for the confidence intervals")
     confidence: float = Field(gt=0, lt=1, description="confidence level of the intervals")
@@ -136,6 +140,11 @@ class EvalParams(_Strict):
         default_factory=dict,
         description="scripted reference rows of the report, per domain: role (e.g. 'equilibrium', "
         "'reciprocal') -> strategy name; evaluated like any policy")
+
+    def episodes_for(self, row: str, game: str) -> int:
+        """Episodes per opponent of report row ``row`` in ``game``: ``row_episodes``, else
+        ``game_episodes``, else ``episodes``."""
+        return self.row_episodes.get(row, self.game_episodes.get(game, self.episodes))
 
 
 class SFTDatasetParams(_Strict):
@@ -501,6 +510,9 @@ class Params(_Strict):
             raise ConfigError(f"games: missing domain(s) {', '.join(missing)}; "
                               f"every one of {', '.join(GAME_NAMES)} needs its section")
         rows = (*MODEL_ROWS, *sorted({role for roles in self.eval.references.values() for role in roles}))
+        for game in self.eval.game_episodes:
+            if game not in GAME_NAMES:
+                raise ConfigError(f"eval.game_episodes.{game}: {unknown_name('game', game, GAME_NAMES)}")
         for row in self.eval.row_episodes:
             if row not in rows:
                 raise ConfigError(f"eval.row_episodes.{row}: {unknown_name('report row', row, rows)}")

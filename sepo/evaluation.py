@@ -125,9 +125,9 @@ def audited_records(params: Params, game_name: str, policy: AgentPolicy,
 def policy_evaluation(params: Params, game_name: str, policy: AgentPolicy, *, name: str, source: str,
                       batch_size: int | None = None,
                       on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[EpisodeRecord]]:
-    """One row of the report: ``evaluate_policy`` (``eval.row_episodes[name]`` or ``eval.episodes``
+    """One row of the report: ``evaluate_policy`` (``eval.episodes_for(name, game_name)`` episodes
     per opponent) plus ``with_audit_fields``; the records to log."""
-    episodes = params.eval.row_episodes.get(name, params.eval.episodes)
+    episodes = params.eval.episodes_for(name, game_name)
     result, played = evaluate_policy(params, game_name, policy, episodes=episodes, batch_size=batch_size,
                                      on_step=on_step)
     return with_audit_fields(params, game_name, policy, {"policy": name, "source": source, **result}, played)

@@ -8,8 +8,9 @@
 With ``--model`` the policy is that model (base, SFT or a SEPO adapter)
 sampling with ``generation``; without it ``--policy`` names a reference
 role of ``eval.references`` and its scripted strategy plays.  Episodes:
-``eval.episodes`` per opponent of every pool (``eval.row_episodes`` may set
-a row's own count), fixed seeds.  Writes every
+``eval.episodes_for(row, game)`` per opponent of every pool (``eval.episodes``;
+``eval.game_episodes`` may set a domain's, ``eval.row_episodes`` a row's own
+count), fixed seeds.  Writes every
 metric of SPEC section 4 with its CI to ``--out`` and every episode to
 ``--episodes`` (gzip JSON Lines, enough to recompute each number).  Inputs
 are validated before anything is written: a bad one is one line, exit 2.

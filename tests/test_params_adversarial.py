@@ -106,6 +106,8 @@ CASES: list[tuple[str, Any, tuple[str, ...]]] = [
     ("games.ipd.pools.train", ["TitForTat", "TitForTat"], ("games.ipd.pools.train", "'TitForTat' is listed twice")),
     ("games.kuhn.pools.shift", ["AlwaysPass", "AlwaysPass"], ("games.kuhn.pools.shift", "listed twice")),
     ("eval.row_episodes", {"bas": 4}, ("eval.row_episodes.bas", "valid: base, equilibrium, reciprocal, sepo, sft")),
+    ("eval.game_episodes", {"ipdd": 64}, ("eval.game_episodes.ipdd", "valid: ")),
+    ("eval.game_episodes", {"ipd": 0}, ("eval.game_episodes.ipd", "greater than 0")),
     ("profile", "nonexistent", ("profile", "valid: paper-gemma, paper-qwen, tiny")),
     ("penalty.mode", "bogus", ("penalty.mode", "'per_rollout', 'constant', 'auxiliary' or 'none'")),
     ("sft.datasets", ["multi", "multi"], ("sft.datasets", "listed twice")),

@@ -85,3 +85,13 @@ def test_a_run_plan_refuses_unknown_modes_from_code_too():
     plan = RunPlan.from_params(params, "kuhn", mode="constant", max_steps=3)
     kuhn_beta = params.grpo.game_overrides["kuhn"].beta
     assert (plan.mode, plan.max_steps, plan.grpo.beta) == ("constant", 3, kuhn_beta)
+
+
+def test_episodes_per_row_and_domain_follow_row_then_domain_then_default():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["eval"].update(episodes=32, game_episodes={"negotiation_items": 160}, row_episodes={"base": 4})
+    params = parse_params(raw)
+    assert params.eval.episodes_for("sft", "ipd") == 32
+    assert params.eval.episodes_for("sft", "negotiation_items") == 160
+    assert params.eval.episodes_for("sepo-seed1", "negotiation_items") == 160
+    assert params.eval.episodes_for("base", "negotiation_items") == 4
