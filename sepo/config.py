@@ -29,7 +29,7 @@ from pydantic import (
 from sepo.errors import ConfigError, unknown_name
 from sepo.game_settings import check_game_section
 from sepo.games import GAME_NAMES, make_game
-from sepo.games.protocol import POOLS, Game, Strategy
+from sepo.games.protocol import POOLS, Game, Strategy, adapts_to_agent
 from sepo.params_errors import first_error_line
 from sepo.policies.scripted import make_strategy, strategy_names
 from sepo.reward import PenaltyMode, ScaleRewards
@@ -412,6 +412,8 @@ class EvaluationTarget(_Strict):
                 raise ValueError(str(unknown_name("game", game, GAME_NAMES)))
             if kind == "scripted" and name not in strategy_names(game):
                 raise ValueError(str(unknown_name(f"{game} strategy", name, strategy_names(game))))
+            if kind == "scripted" and adapts_to_agent(make_strategy(game, name)):
+                raise ValueError(f"{name} responds to the agent's own policy: it cannot be the evaluated policy")
         return self
 
 
@@ -498,6 +500,8 @@ class Params(_Strict):
                     if name not in known:
                         raise ConfigError(f"games.{game}.{section}.{name}: "
                                           f"{unknown_name(f'{game} strategy', name, known)}")
+            for name in spec.demonstrators:
+                _require_fixed(f"games.{game}.demonstrators.{name}", game, name)
         for game, roles in self.eval.references.items():
             if game not in GAME_NAMES:
                 raise ConfigError(f"eval.references.{game}: {unknown_name('game', game, GAME_NAMES)}")
@@ -505,6 +509,7 @@ class Params(_Strict):
                 if name not in strategy_names(game):
                     raise ConfigError(f"eval.references.{game}.{role}: "
                                       f"{unknown_name(f'{game} strategy', name, strategy_names(game))}")
+                _require_fixed(f"eval.references.{game}.{role}", game, name)
         missing = [g for g in GAME_NAMES if g not in self.games]
         if missing:
             raise ConfigError(f"games: missing domain(s) {', '.join(missing)}; "
@@ -590,6 +595,14 @@ class Params(_Strict):
         if name not in self.games:
             raise unknown_name("game", name, self.games)
         return self.games[name]
+
+
+def _require_fixed(key: str, game: str, name: str) -> None:
+    """A strategy that adapts to the agent (BestResponse) can only be an opponent: as an agent or a
+    demonstrator there is no agent's policy to respond to."""
+    if adapts_to_agent(make_strategy(game, name)):
+        raise ConfigError(f"{key}: {name} responds to the agent's own policy, so it can only be listed in an "
+                          "opponent pool (games.<domain>.pools), not as a demonstrator or an evaluated policy")
 
 
 def _one_line(error: ValidationError) -> str:

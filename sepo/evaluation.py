@@ -9,11 +9,15 @@ never changes another opponent's episodes and a run is reproducible.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
+from sepo.bootstrap import interval
 from sepo.config import Params
-from sepo.games.protocol import POOLS, EpisodeRecord
+from sepo.games.protocol import POOLS, EpisodeRecord, Game, Strategy, StrategyAudit, adapts_to_agent
 from sepo.metrics import evaluate_episodes
 from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
 
@@ -24,11 +28,12 @@ def episode_seed(base: int, game: str, pool: str, opponent: str, index: int) -> 
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def evaluation_specs(params: Params, game_name: str, episodes: int, seed: int) -> list[EpisodeSpec]:
-    """Every (pool, opponent, episode) of a domain's evaluation, in a fixed order."""
+def evaluation_specs(params: Params, game_name: str, episodes: int, seed: int,
+                     pools: Sequence[str] = POOLS) -> list[EpisodeSpec]:
+    """Every (pool, opponent, episode) of a domain's evaluation (of ``pools``), in a fixed order."""
     game = params.game(game_name)
     specs = []
-    for pool in POOLS:
+    for pool in (p for p in POOLS if p in pools):
         for opponent in params.pool(game_name, pool):
             for index in range(episodes):
                 specs.append(EpisodeSpec(game, opponent, pool,
@@ -49,7 +54,8 @@ Evaluated = tuple[dict[str, Any], list[PlayedEpisode]]
 
 def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolicy, *, episodes: int | None = None,
                    seed: int | None = None, batch_size: int | None = None,
-                   on_step: Callable[[int], None] | None = None) -> dict[str, Evaluated]:
+                   on_step: Callable[[int], None] | None = None,
+                   pools: Sequence[str] = POOLS) -> dict[str, Evaluated]:
     """``evaluate_policy`` for several domains in one lockstep run: game -> (result, episodes).
 
     All domains' episodes advance together: as many batched steps as the
@@ -58,21 +64,45 @@ def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolic
     the tiny model a step is bound by reading the batch's cache, and the
     joint run measured no faster than domain by domain
     (``benchmarks/evaluate_model.py``).  The episodes and each domain's
-    metrics do not depend on the grouping.
+    metrics do not depend on the grouping.  ``pools`` may leave pools out
+    (the ablation reads the training pools only).
+
+    An opponent that adapts to the agent (``AdaptiveStrategy``: Kuhn's
+    ``BestResponse``, SPEC section 8) is played in a second pass.  The first
+    pass plays every other (pool, opponent) slot; the domain's strategy audit
+    then measures the agent's policy on those episodes exactly as it reports
+    it (``StrategyAudit.played_policy``: for Kuhn the played table, a model's
+    decisions scored after its own replies, unreached sets from the audit's
+    probe episodes, a script's exact table) and the adaptive opponents,
+    bound to that measurement, play their episodes with the same seeds as any
+    slot.  Against ``BestResponse`` the exploit-pool advantage is then the
+    agent's true exploitability (its expectation is the bound table's
+    NashConv, recorded beside the measured advantage in ``audit.adaptive_opponents``).
     """
     episodes = params.eval.episodes if episodes is None else episodes
     seed = params.eval.seed if seed is None else seed
-    specs = {g: evaluation_specs(params, g, episodes, seed) for g in game_names}
-    played = play_episodes([s for g in game_names for s in specs[g]], policy, batch_size=batch_size,
-                           on_step=on_step)
-    out, start = {}, 0
+    specs = {g: evaluation_specs(params, g, episodes, seed, pools) for g in game_names}
+    first = [(g, i) for g in game_names for i, s in enumerate(specs[g]) if not adapts_to_agent(s.opponent)]
+    played: dict[str, dict[int, PlayedEpisode]] = {g: {} for g in game_names}
+    for (g, i), episode in zip(first, play_episodes([specs[g][i] for g, i in first], policy,
+                                                    batch_size=batch_size, on_step=on_step), strict=True):
+        played[g][i] = episode
+    adaptive = {g: bind_adaptive_opponents(params, g, policy, specs[g], played[g]) for g in game_names}
+    second = [(g, i) for g in game_names for i in adaptive[g].specs]
+    for (g, i), episode in zip(second, play_episodes([adaptive[g].specs[i] for g, i in second], policy,
+                                                     batch_size=batch_size, on_step=on_step), strict=True):
+        played[g][i] = episode
+    out = {}
     for game_name in game_names:
-        mine, start = played[start:start + len(specs[game_name])], start + len(specs[game_name])
+        mine = [played[game_name][i] for i in range(len(specs[game_name]))]
+        game = params.game(game_name)
         metrics = evaluate_episodes(
-            specs[game_name][0].game, [p.record for p in mine], params.games[game_name].report_weights.model_dump(),
+            game, [p.record for p in mine], params.games[game_name].report_weights.model_dump(),
             bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence, seed=seed)
-        out[game_name] = ({"game": game_name, "episodes_per_opponent": episodes, "seed": seed, "metrics": metrics},
-                          mine)
+        result = {"game": game_name, "episodes_per_opponent": episodes, "seed": seed, "metrics": metrics}
+        if adaptive[game_name].specs:
+            result["adaptive_opponents"] = adaptive[game_name].summary(params, [p.record for p in mine])
+        out[game_name] = (result, mine)
     return out
 
 
@@ -81,42 +111,128 @@ def is_model_policy(policy: AgentPolicy) -> bool:
     return hasattr(policy, "action_log_scores") and hasattr(policy, "render")
 
 
-def audited_records(params: Params, game_name: str, policy: AgentPolicy,
-                    played: Sequence[PlayedEpisode]) -> tuple[list[EpisodeRecord], dict[str, Any] | None]:
+def exact_strategy(policy: AgentPolicy) -> Strategy | None:
+    """A scripted agent's strategy when it has an exact policy table (the audit then reads the table)."""
+    strategy = getattr(policy, "strategy", None)
+    return strategy if getattr(strategy, "policy_table", None) is not None else None
+
+
+def scored(policy: AgentPolicy, audit: StrategyAudit, played: Sequence[PlayedEpisode]) -> list[PlayedEpisode]:
+    """``played`` with ``Decision.probabilities`` on every decision when the audit reads them and a model played.
+
+    Episodes already scored (a first pass that bound an adaptive opponent)
+    are kept as they are, so no decision is scored twice.
+    """
+    if not (audit.scores_played_actions and is_model_policy(policy)):
+        return list(played)
+    todo = [i for i, p in enumerate(played) if any(d.probabilities is None for d in p.record.decisions)]
+    if not todo:
+        return list(played)
+    from sepo.policies.action_scores import scored_records
+
+    out = list(played)
+    for i, record in zip(todo, scored_records(policy, [played[i] for i in todo]), strict=True):
+        out[i] = replace(played[i], record=record)
+    return out
+
+
+def probed_unreached(params: Params, game: Game, audit: StrategyAudit, policy: AgentPolicy,
+                     records: Sequence[EpisodeRecord], known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The audit's ``unreached`` for what ``records`` never reached, from probe episodes the policy plays.
+
+    Items already measured in ``known`` (an earlier pass's probes) are
+    reused, not played again.  A script with an exact table needs none.
+    """
+    if exact_strategy(policy) is not None:
+        return {}
+    known = known or {}
+    wanted = audit.probe_episodes(records, params.eval.unreached_infoset_replies, params.eval.seed)
+    reused = {label: known[label] for label, _, _ in wanted if label in known}
+    wanted = [w for w in wanted if w[0] not in known]
+    if not wanted:
+        return reused
+    specs = [EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted]
+    probe_played = scored(policy, audit, play_episodes(specs, policy, batch_size=params.generation.batch_size))
+    probes: dict[str, list[EpisodeRecord]] = {}
+    for (label, _, _), episode in zip(wanted, probe_played, strict=True):
+        probes.setdefault(label, []).append(episode.record)
+    return {**reused, **audit.unreached(probes)}
+
+
+@dataclass
+class BoundOpponents:
+    """The adaptive opponents of one domain's evaluation, bound to the first pass's measurement."""
+
+    #: spec index -> the spec with its opponent bound
+    specs: dict[int, EpisodeSpec]
+    agent_policy: Any = None
+    unreached: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, params: Params, records: Sequence[EpisodeRecord]) -> dict[str, Any]:
+        """What each adaptive slot was bound to, its exact expected advantage and the advantage it won."""
+        slots: dict[str, Any] = {}
+        for spec in self.specs.values():
+            key = f"{spec.pool}/{spec.opponent.name}"
+            if key in slots:
+                continue
+            mine = [r for r in records if (r.pool, r.opponent) == (spec.pool, spec.opponent.name)]
+            slots[key] = {"expected_advantage": float(spec.opponent.expected_advantage()),
+                          "advantage": slot_advantage(mine, params.eval.bootstrap_samples, params.eval.confidence,
+                                                      params.eval.seed)}
+        return {"measured_on": "the first pass: every other slot's episodes (SPEC section 8)",
+                "agent_policy": self.agent_policy, "unreached": self.unreached, "slots": slots}
+
+
+def bind_adaptive_opponents(params: Params, game_name: str, policy: AgentPolicy, specs: Sequence[EpisodeSpec],
+                            first_pass: dict[int, PlayedEpisode]) -> BoundOpponents:
+    """Bind each adaptive opponent of ``specs`` to the agent's policy measured on ``first_pass`` (scored in place)."""
+    adaptive = [i for i, s in enumerate(specs) if adapts_to_agent(s.opponent)]
+    if not adaptive:
+        return BoundOpponents(specs={})
+    game = params.game(game_name)
+    audit = game.strategy_audit()
+    if audit is None:
+        raise ValueError(f"{game_name}: opponent {specs[adaptive[0]].opponent.name} responds to the agent's "
+                         "measured policy, but the domain has no strategy audit to measure it")
+    order = sorted(first_pass)
+    for i, episode in zip(order, scored(policy, audit, [first_pass[i] for i in order]), strict=True):
+        first_pass[i] = episode
+    records = [first_pass[i].record for i in order]
+    unreached = probed_unreached(params, game, audit, policy, records)
+    agent_policy = audit.played_policy(records, unreached, exact_strategy=exact_strategy(policy))
+    bound = {i: replace(specs[i], opponent=specs[i].opponent.bind_to_agent(agent_policy)) for i in adaptive}
+    return BoundOpponents(specs=bound, agent_policy=agent_policy, unreached=unreached)
+
+
+def slot_advantage(records: Sequence[EpisodeRecord], bootstrap_samples: int, confidence: float,
+                   seed: int) -> dict[str, float]:
+    """max(0, ū_opp − ū_agent) of one slot's episodes (the exploit-pool advantage's per-slot term), with its CI."""
+    gaps = np.array([sum(r.opponent_payoffs()) - sum(r.agent_payoffs()) for r in records], dtype=float)
+    rounds = np.array([len(r.rounds) for r in records], dtype=float)
+    indices = np.random.default_rng(seed).integers(0, len(records), size=(bootstrap_samples, len(records)))
+    resampled = np.maximum(0.0, gaps[indices].sum(axis=1) / rounds[indices].sum(axis=1))
+    return interval(max(0.0, gaps.sum() / rounds.sum()), resampled, confidence)
+
+
+def audited_records(params: Params, game_name: str, policy: AgentPolicy, played: Sequence[PlayedEpisode],
+                    known_unreached: Mapping[str, Any] | None = None,
+                    ) -> tuple[list[EpisodeRecord], dict[str, Any] | None]:
     """The records to log and the domain's strategy audit section (None when the domain has no audit).
 
     When the domain's audit reads played probabilities (Kuhn), a model's
     records get them (``sepo.policies.action_scores``).  The audit's probe
     episodes, for information sets the evaluation never reached, are played
     here by the same policy with its own sampling, after the evaluation
-    episodes, so they never change those.
+    episodes, so they never change those; ``known_unreached`` are probes a
+    first pass already played (``evaluate_games``), reused.
     """
     game = params.game(game_name)
-    records = [p.record for p in played]
     audit = game.strategy_audit()
     if audit is None:
-        return records, None
-    score = audit.scores_played_actions and is_model_policy(policy)
-    if score:
-        from sepo.policies.action_scores import scored_records
-
-        records = scored_records(policy, played)
-    exact = getattr(policy, "strategy", None)
-    probes: dict[str, list[EpisodeRecord]] = {}
-    if getattr(exact, "policy_table", None) is None:
-        wanted = audit.probe_episodes(records, params.eval.unreached_infoset_replies, params.eval.seed)
-        if wanted:
-            specs = [EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted]
-            probe_played = play_episodes(specs, policy, batch_size=params.generation.batch_size)
-            if score:
-                from sepo.policies.action_scores import scored_records
-
-                probe_records = scored_records(policy, probe_played)
-            else:
-                probe_records = [p.record for p in probe_played]
-            for (label, _, _), record in zip(wanted, probe_records, strict=True):
-                probes.setdefault(label, []).append(record)
-    summary = audit.summarise(records, audit.unreached(probes), exact_strategy=exact,
+        return [p.record for p in played], None
+    records = [p.record for p in scored(policy, audit, played)]
+    unreached = probed_unreached(params, game, audit, policy, records, known_unreached)
+    summary = audit.summarise(records, unreached, exact_strategy=exact_strategy(policy),
                               bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence,
                               seed=params.eval.seed)
     return records, summary
@@ -149,7 +265,11 @@ def with_audit_fields(params: Params, game_name: str, policy: AgentPolicy, resul
         g = params.generation
         result["generation"] = {"temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k,
                                 "max_new_tokens": g.max_new_tokens, "greedy": g.greedy, "seed": g.seed}
-    records, audit = audited_records(params, game_name, policy, played)
+    adaptive = result.pop("adaptive_opponents", None)
+    records, audit = audited_records(params, game_name, policy, played,
+                                     known_unreached=adaptive["unreached"] if adaptive else None)
     if audit is not None:
+        if adaptive is not None:
+            audit["adaptive_opponents"] = adaptive  # beside NashConv: what the best response won against it
         result["audit"] = audit
     return result, records

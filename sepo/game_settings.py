@@ -201,7 +201,9 @@ KNOBS: dict[str, dict[str, type[_Strict]]] = {
                     "Hardball": FixedDemandKnobs, "Concede": ConcedeKnobs, "RandomDemand": RandomDemandKnobs,
                     "TFT": OpeningDemandKnobs},
     "negotiation_items": {},
-    "kuhn": {"NashApprox": NashAlphaKnobs, "AlwaysPassQ": NashAlphaKnobs, "PotControl": CallWithQueenKnobs},
+    # BestResponse has none: its target is the agent's measured table, bound in code, never written in params
+    "kuhn": {"NashApprox": NashAlphaKnobs, "AlwaysPassQ": NashAlphaKnobs, "PotControl": CallWithQueenKnobs,
+             "BestResponse": NoKnobs},
 }
 
 

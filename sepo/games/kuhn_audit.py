@@ -28,6 +28,12 @@ responses).  Their intervals, and those of the J-bluff / Q-call / K-bet
 frequencies, come from the episode bootstrap of ``sepo.bootstrap``: each
 sample's table is recomputed from the resampled episodes (probe values held
 fixed), so two rows on the same seeds can be compared with paired samples.
+
+``played_policy`` is the same table as a dict: what a ``BestResponse``
+opponent is bound to (``sepo.games.protocol.AdaptiveStrategy``).  The
+summary of a row that played one also reports, beside NashConv, the exact
+NashConv of the table the best response was bound to and the exploit-pool
+advantage it actually won (``best_response_section``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import numpy as np
 
 from sepo.bootstrap import Strata, check_settings, interval
 from sepo.games.kuhn import (
+    ACTION_LETTER,
     AGGRESSIVE_ACTIONS,
     BET,
     CALL,
@@ -50,7 +57,6 @@ from sepo.games.kuhn import (
     EQUILIBRIUM_ALPHA,
     FIRST_MOVER_BETTINGS,
     INFOSETS,
-    PASS_LETTER,
     aggressive_action,
 )
 from sepo.games.protocol import AGENT, EpisodeRecord, Game, SeatView, Strategy, stream
@@ -71,7 +77,7 @@ def decision_infosets(record: EpisodeRecord) -> list[str]:
         seen[decision.round] = k + 1
         agent_moves = [i for i, m in enumerate(hand.moves) if m.seat == AGENT]
         before = hand.moves[:agent_moves[k]]
-        betting = "".join("b" if m.action in AGGRESSIVE_ACTIONS else PASS_LETTER for m in before)
+        betting = "".join(ACTION_LETTER[m.action] for m in before)
         out.append(hand.private[AGENT] + betting)
     return out
 
@@ -223,6 +229,23 @@ class KuhnAudit:
             "reference": f"the α = {EQUILIBRIUM_ALPHA:.4g} equilibrium",
             "reference_frequencies": equilibrium_frequencies(EQUILIBRIUM_ALPHA),
         }
+
+    def played_policy(self, records: Sequence[EpisodeRecord], unreached: Mapping[str, Any], *,
+                      exact_strategy: Strategy | None = None,
+                      fallback: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The played table of ``records`` (the measure of ``summarise``), a dict over ``INFOSETS``.
+
+        A script with an exact table (``exact_strategy``) is that table.  A
+        set no record reached takes the probes' value from ``unreached``, else
+        ``fallback``'s (an earlier table: SEPO training refreshes from one
+        step's rollouts), else 1/2.
+        """
+        exact = getattr(exact_strategy, "policy_table", None)
+        if exact is not None:
+            return {key: float(exact()[key]) for key in INFOSETS}
+        fill = {**(fallback or {}), **{key: u["probability"] for key, u in unreached.items()}}
+        table = tables(episode_rows(records).sum(axis=0)[None, :], fill)[0]
+        return {key: float(p) for key, p in zip(INFOSETS, table, strict=True)}
 
     def scalar_samples(self, records: Sequence[EpisodeRecord], summary: Mapping[str, Any],
                        indices: np.ndarray) -> dict[str, np.ndarray]:

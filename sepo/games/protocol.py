@@ -121,6 +121,27 @@ class Strategy(Protocol):
     def act(self, view: SeatView, rng: random.Random) -> str: ...
 
 
+class AdaptiveStrategy(Strategy, Protocol):
+    """A strategy that responds to the agent's own measured policy (Kuhn's ``BestResponse``, SPEC section 8).
+
+    As built from params it has nothing to respond to yet.  Evaluation and
+    SEPO training measure the agent's policy with the domain's
+    ``StrategyAudit.played_policy`` and play ``bind_to_agent(that)``, so they
+    never ask which domain or strategy it is.
+    """
+
+    def bind_to_agent(self, agent_policy: Any) -> Strategy:
+        """This strategy responding to ``agent_policy`` (what ``played_policy`` returned)."""
+
+    def expected_advantage(self) -> float:
+        """Its exact expected per-round ū_opp − ū_agent against the bound policy."""
+
+
+def adapts_to_agent(strategy: Strategy) -> bool:
+    """Whether ``strategy`` must be bound to the agent's measured policy before it plays."""
+    return callable(getattr(strategy, "bind_to_agent", None))
+
+
 @dataclass
 class RoundState:
     """The referee's state inside the current round; domains subclass freely."""
@@ -241,6 +262,16 @@ class StrategyAudit(Protocol):
     def scalar_samples(self, records: Sequence[EpisodeRecord], summary: Mapping[str, Any],
                        indices: Any) -> dict[str, Any]:
         """Each scalar recomputed on the bootstrap samples ``indices`` (``sepo.bootstrap.Strata`` order)."""
+
+    def played_policy(self, records: Sequence[EpisodeRecord], unreached: Mapping[str, Any], *,
+                      exact_strategy: Strategy | None = None, fallback: Any = None) -> Any:
+        """The agent's policy as this audit measures it on ``records``: what an ``AdaptiveStrategy`` binds to.
+
+        As ``summarise`` measures it: ``exact_strategy``'s own policy when it
+        has one; ``unreached`` fills what ``records`` never reached
+        (``unreached()``'s result); ``fallback`` is an earlier measurement for
+        what neither has.
+        """
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,8 @@ import numpy as np
 
 from sepo.comparison import row_difference
 from sepo.config import AblationRun, Params
-from sepo.evaluation import evaluation_specs, with_audit_fields
+from sepo.evaluation import evaluate_games, with_audit_fields
 from sepo.games.protocol import EpisodeRecord
-from sepo.metrics import evaluate_episodes
-from sepo.rollout import play_episodes
 from sepo.training.groups import TRAINING_POOLS
 from sepo.training.rollout import sampling_settings
 from sepo.training.run import RunPlan, train
@@ -84,22 +82,12 @@ def evaluate_model(params: Params, game: str, model, tokenizer,
     from sepo.policies.model import ModelPolicy
 
     policy = ModelPolicy(model, tokenizer, sampling_settings(params), seed=params.generation.seed)
-    specs = [s for s in evaluation_specs(params, game, episodes, params.eval.seed)
-             if s.pool in TRAINING_POOLS]
     was_training = model.training
     model.eval()
     try:
-        played = play_episodes(specs, policy, batch_size=params.generation.batch_size)
-    finally:
-        model.train(was_training)
-    metrics = evaluate_episodes(params.game(game), [p.record for p in played],
-                                params.games[game].report_weights.model_dump(),
-                                bootstrap_samples=params.eval.bootstrap_samples,
-                                confidence=params.eval.confidence, seed=params.eval.seed)
-    model.eval()
-    try:
-        return with_audit_fields(params, game, policy, {"game": game, "episodes_per_opponent": episodes,
-                                                        "seed": params.eval.seed, "metrics": metrics}, played)
+        result, played = evaluate_games(params, [game], policy, episodes=episodes,
+                                        batch_size=params.generation.batch_size, pools=TRAINING_POOLS)[game]
+        return with_audit_fields(params, game, policy, result, played)
     finally:
         model.train(was_training)
 

@@ -5,6 +5,11 @@ aggressive action (BET or CALL) at each of the 12 information sets of
 ``sepo.games.kuhn.INFOSETS``.  ``policy_table()`` exposes it (exact
 exploitability needs it), and ``act`` samples from it, so what a strategy
 does and what is measured about it cannot drift apart.
+
+``BestResponse`` (SPEC section 8) is the one strategy whose table is not
+fixed: it is OpenSpiel's exact best response to the agent's own table, so
+it only plays once ``bind_to_agent`` has given it that table (evaluation
+and SEPO training do, see ``sepo.games.protocol.AdaptiveStrategy``).
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sepo.exploitability import nash_table
+from sepo.exploitability import best_response_table, nash_conv, nash_table, validate_table
 from sepo.games.kuhn import EQUILIBRIUM_ALPHA, INFOSETS, aggressive_action, infoset_key, passive_action
 from sepo.games.protocol import SeatView
 
@@ -169,6 +174,62 @@ class AlwaysPassQ(TableStrategy):
         return table
 
 
+@dataclass(frozen=True)
+class BestResponse(TableStrategy):
+    """OpenSpiel's exact best response to a target table: the agent's true worst case (SPEC section 8).
+
+    Built from params it has no target, because its target is the agent's
+    own behavioural table, which only exists once the agent has played:
+    evaluation binds it to the evaluated policy's played table, SEPO training
+    to the current model's table, every ``sepo.best_response_refresh_steps``
+    steps.  Playing it unbound is an error, so a pool entry can never
+    silently fall back to some other table.  One table plays both seats:
+    first-mover sets from player 0's best response, second-mover sets from
+    player 1's (``sepo.exploitability.best_response_table``).
+    """
+
+    name: str = "BestResponse"
+    #: the agent's table it responds to, in ``INFOSETS`` order; None until bound.  Not a params
+    #: knob (``metadata``): only ``bind_to_agent`` sets it, from the agent's measured play
+    target: tuple[float, ...] | None = field(default=None, metadata={"params": False})
+    _table: dict[str, float] | None = field(default=None, init=False, repr=False, compare=False,
+                                            metadata={"params": False})
+
+    def __post_init__(self) -> None:
+        if self.target is not None:
+            target = dict(zip(INFOSETS, self.target, strict=True))
+            object.__setattr__(self, "_table", best_response_table(target))  # once, not at every decision
+
+    def bind_to_agent(self, agent_policy: Mapping[str, float]) -> BestResponse:
+        """This strategy responding to ``agent_policy``, a 12-set table (``KuhnAudit.played_policy``)."""
+        clean = validate_table(agent_policy)
+        return BestResponse(name=self.name, target=tuple(clean[key] for key in INFOSETS))
+
+    def target_table(self) -> dict[str, float]:
+        """The table it responds to."""
+        return dict(zip(INFOSETS, self._require_target(), strict=True))
+
+    def expected_advantage(self) -> float:
+        """Its exact expected ū_opp − ū_agent per hand over both seats: the target's NashConv.
+
+        Kuhn is zero-sum and an episode's hands alternate seats, so the best
+        response's mean per-hand gain is the exploitability and the gap between
+        the two players' per-hand payoffs twice that.
+        """
+        return nash_conv(self.target_table())
+
+    def policy_table(self) -> dict[str, float]:
+        self._require_target()
+        return dict(self._table)
+
+    def _require_target(self) -> tuple[float, ...]:
+        if self.target is None:
+            raise ValueError(f"{self.name} has no target table: it plays the best response to the agent's "
+                             "policy and must be bound to it first (evaluation and SEPO training do; "
+                             "it cannot be an evaluated agent or a demonstrator)")
+        return self.target
+
+
 STRATEGIES = {
     "NashApprox": NashApprox,
     "TightPassive": TightPassive,
@@ -180,4 +241,5 @@ STRATEGIES = {
     "TightValue": TightValue,
     "PotControl": PotControl,
     "AlwaysPassQ": AlwaysPassQ,
+    "BestResponse": BestResponse,
 }
