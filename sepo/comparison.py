@@ -19,7 +19,7 @@ import numpy as np
 
 from sepo.bootstrap import Strata, check_settings, interval
 from sepo.games.protocol import EpisodeRecord, Game
-from sepo.metrics import PAIRED_METRICS, metric_samples, paired_differences
+from sepo.metrics import PAIRED_METRICS, metric_samples
 
 Row = tuple[Mapping[str, Any], Sequence[EpisodeRecord]]  # (metrics file, its episodes)
 
@@ -28,25 +28,10 @@ def row_difference(game: Game, treated: Row, control: Row, *, bootstrap_samples:
                    confidence: float, seed: int) -> dict[str, dict[str, float]]:
     """treated − control for ``PAIRED_METRICS`` and the audit's scalars; each ``(metrics file, episodes)``.
 
-    Safety uses the weights recorded in the treated row's metrics file (both
-    rows of a domain are written with the same ones).
+    The pooled difference of one treated row: one paired bootstrap, written once.
     """
-    check_settings(bootstrap_samples, confidence)
-    (treated_result, treated_records), (control_result, control_records) = treated, control
-    out = paired_differences(game, treated_records, control_records, treated_result["weights"],
-                             bootstrap_samples=bootstrap_samples, confidence=confidence, seed=seed)
-    audit = game.strategy_audit()
-    if audit is not None and "audit" in treated_result and "audit" in control_result:
-        strata = Strata.of(treated_records)
-        strata.require_aligned(Strata.of(control_records))
-        indices = strata.sample_indices(bootstrap_samples, np.random.default_rng(seed))
-        a = audit.scalar_samples(treated_records, treated_result["audit"], indices)
-        b = audit.scalar_samples(control_records, control_result["audit"], indices)
-        for name in audit.scalars:
-            treated_value = treated_result["audit"]["scalars"][name]["value"]
-            control_value = control_result["audit"]["scalars"][name]["value"]
-            out[name] = interval(treated_value - control_value, a[name] - b[name], confidence)
-    return out
+    return pooled_difference(game, [treated], control, bootstrap_samples=bootstrap_samples,
+                             confidence=confidence, seed=seed)
 
 
 def pooled_difference(game: Game, treated: Sequence[Row], control: Row, *, bootstrap_samples: int,
@@ -86,14 +71,3 @@ def pooled_difference(game: Game, treated: Sequence[Row], control: Row, *, boots
                 samples.setdefault(name, []).append(scalars[name] - control_audit[name])
     return {name: interval(float(np.mean(points[name])), np.mean(samples[name], axis=0), confidence)
             for name in points}
-
-
-def significance(difference: Mapping[str, float]) -> str:
-    """'higher', 'lower' or 'no difference': where a difference's interval lies with respect to 0."""
-    if difference["ci_low"] > 0:
-        return "higher"
-    if difference["ci_high"] < 0:
-        return "lower"
-    return "no difference"
-
-
