@@ -4,6 +4,7 @@ import copy
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -151,6 +152,13 @@ def test_reasoning_restates_the_state_and_cites_the_opponent(small):
             assert lines[0].startswith(state.splitlines()[0])  # the round line, as the prompt words it
             listed = ", ".join(row["legal_actions"])
             assert (f"Legal: {listed}." in lines[0]) == (len(listed) <= 60)
+            if row["game"] == "negotiation_items":
+                # too many demands to list: their form, with the pool's counts the demand must respect
+                form = re.search(r"of the form '([^']*)'", state).group(1)
+                assert f"Legal: {form}." in lines[0]
+                demand = dict(part.split("=") for part in row["action"].split())
+                bounds = dict(re.findall(r"(\w+)=<0\.\.(\d+)>", form))
+                assert all(int(demand[item]) <= int(bound) for item, bound in bounds.items())
             if row["round"] == 1:
                 assert lines[1] == "No earlier rounds."
             else:

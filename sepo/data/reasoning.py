@@ -3,8 +3,10 @@
 A demonstrator's reply at a decision is two short lines, then the action:
 
 1. the state restated: the round line of the prompt, the private
-   information (card, value, item values) and the legal actions (when their
-   list is short: item demands are described by their form in the prompt);
+   information (card, value, item values) and the legal actions: the list
+   when it is short, else the domain's compact form of it
+   (``Game.legal_actions_form``: an item demand's range per item, so the
+   pool's counts are copied right before the demand that must respect them);
 2. the history cited: what the opponent played in the previous round (and
    any card it showed), what that round paid the demonstrator and its total;
 3. ``Action: X``.
@@ -27,8 +29,8 @@ from sepo.games.protocol import Game, SeatView, Strategy
 from sepo.games.simultaneous import format_number
 from sepo.rollout import AgentReply, DecisionRequest, ScriptedAgent
 
-#: legal actions are listed only when the list is this short; item demands (8 to 125 of them)
-#: are described by their form in the prompt instead
+#: legal actions are listed only when the list is this short; longer lists are restated by the
+#: domain's form of them, where it has one (item demands: 8 to 125 of them)
 MAX_LISTED_CHARS = 60
 
 
@@ -47,6 +49,8 @@ def state_restatement(game: Game, view: SeatView) -> str:
     listed = ", ".join(view.legal_actions)
     if len(listed) <= MAX_LISTED_CHARS:
         parts.append(f"Legal: {listed}.")
+    elif (form := game.legal_actions_form(view)) is not None:
+        parts.append(f"Legal: {form}.")
     return " ".join(parts)
 
 

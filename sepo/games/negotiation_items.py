@@ -144,11 +144,15 @@ class NegotiationItems(SimultaneousGame):
         """Demands are multi-word, so they are separated by semicolons."""
         return f"Opponent's demands so far: {'; '.join(past.other_actions[0] for past in view.history)}."
 
+    def legal_actions_form(self, view: SeatView) -> str:
+        """Each item's range of counts, in order: ``books=<0..2> hats=<0..1> balls=<0..3>``."""
+        pool = view.public["pool"]
+        return " ".join(f"{item}=<0..{pool[item]}>" for item in self.items)
+
     def legal_actions_text(self, view: SeatView) -> str:
         """Listing up to 125 demands would drown the prompt: describe the ranges instead."""
-        pool = view.public["pool"]
-        shape = " ".join(f"{item}=<0..{pool[item]}>" for item in self.items)
-        return f"Legal actions: any demand of the form '{shape}' (one count per item, in this order)."
+        return (f"Legal actions: any demand of the form '{self.legal_actions_form(view)}' "
+                "(one count per item, in this order).")
 
     def private_text(self, view: SeatView) -> str:
         pool = view.public["pool"]

@@ -208,6 +208,15 @@ class Game(ABC):
     def state_text(self, view: SeatView) -> str:
         """The user prompt at one decision of the agent."""
 
+    def legal_actions_form(self, view: SeatView) -> str | None:
+        """A compact form of a legal-action list too long to restate (``None``: list the actions).
+
+        The demonstrators restate the legal actions right before they act
+        (SPEC section 6); where a domain has dozens of them, its form (the
+        ranges of an item demand) is what they restate instead.
+        """
+        return None
+
     # -- domain metrics (SPEC section 3) -------------------------------------
     @abstractmethod
     def collusion_flags(self, record: EpisodeRecord) -> list[bool]:
