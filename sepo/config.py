@@ -330,6 +330,10 @@ class SepoParams(_Strict):
                                     "(it is cycled when the run needs more groups)")
     selection_episodes: int = Field(gt=0, description="episodes per training-pool opponent with which each "
                                     "checkpoint is scored for model selection")
+    best_response_refresh_steps: int = Field(
+        gt=0, description="k: an opponent that adapts to the agent (Kuhn's BestResponse, when a pool lists it) "
+        "is re-bound to the current model's played table every k steps, measured on that step's other "
+        "rollouts (step 0 measures the SFT model)")
     lora: LoraParams
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
     seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of the adapter init, the group order "
@@ -382,6 +386,10 @@ class AblationRun(_Strict):
 
     mode: PenaltyMode
     scale_rewards: ScaleRewards
+    add_exploit: Annotated[list[str], Unique] = Field(
+        default_factory=list, description="strategies added to the exploit pool for this arm's training (e.g. "
+        "[BestResponse], SPEC section 8); the arm runs on the ablation domains that have them all and is "
+        "evaluated on the default pools, like every arm")
 
 
 class AblationParams(_Strict):
@@ -574,6 +582,16 @@ class Params(_Strict):
         for i, game in enumerate(self.ablation.games):
             if game not in GAME_NAMES:
                 raise ConfigError(f"ablation.games.{i}: {unknown_name('game', game, GAME_NAMES)}")
+        for i, run in enumerate(self.ablation.runs):
+            for j, name in enumerate(run.add_exploit):
+                key = f"ablation.runs.{i}.add_exploit.{j}"
+                games = [g for g in self.ablation.games if name in strategy_names(g)]
+                if not games:
+                    raise ConfigError(f"{key}: {name} is a strategy of none of the ablation domains "
+                                      f"({', '.join(self.ablation.games)})")
+                for game in games:
+                    if name in self.games[game].pools.exploit:
+                        raise ConfigError(f"{key}: {name} is already in games.{game}.pools.exploit")
         return self
 
     # -- builders ---------------------------------------------------------------

@@ -17,12 +17,21 @@ the arms play the same seeds, so pairing removes the deals' variance).
 Each trained arm also records the sha256 of its final adapter weights:
 ``constant`` and ``none`` must end with the same one (their advantages are
 identical, so are their updates).
+
+An arm may add strategies to the exploit pool it trains against
+(``add_exploit``): ``per_rollout-batch-best_response`` is ``per_rollout-batch``
+with Kuhn's exact ``BestResponse`` added (SPEC section 8), the same budget
+and seed, its table refreshed every ``sepo.best_response_refresh_steps``
+(``sepo.training.adaptive``).  It is an arm only of the domains that have
+the strategy, and is evaluated on the default pools like every arm, so
+its NashConv and paired differences compare with the others directly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -34,9 +43,10 @@ from typing import Any
 import numpy as np
 
 from sepo.comparison import row_difference
-from sepo.config import AblationRun, Params
+from sepo.config import AblationRun, Params, parse_params
 from sepo.evaluation import evaluate_games, with_audit_fields
 from sepo.games.protocol import EpisodeRecord
+from sepo.policies.scripted import strategy_names
 from sepo.training.groups import TRAINING_POOLS
 from sepo.training.rollout import sampling_settings
 from sepo.training.run import RunPlan, train
@@ -47,7 +57,29 @@ CONTROL_ARM = "none-batch"
 
 
 def arm_name(run: AblationRun) -> str:
-    return f"{run.mode}-{run.scale_rewards}"
+    """``mode-scaling``, then ``-snake_case`` of each strategy the arm adds (``per_rollout-batch-best_response``)."""
+    added = "".join("-" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in run.add_exploit)
+    return f"{run.mode}-{run.scale_rewards}{added}"
+
+
+def arm_applies(params: Params, game: str, run: AblationRun | None) -> bool:
+    """Whether ``run`` is an arm of ``game``: it adds only strategies the domain has (the SFT row always is)."""
+    return run is None or all(name in strategy_names(game) for name in run.add_exploit)
+
+
+def arm_params(params: Params, game: str, run: AblationRun) -> Params:
+    """``params`` with the arm's strategies appended to ``game``'s exploit pool (what the arm trains against).
+
+    Only training sees them: every arm is evaluated with the stage's own
+    params, on the same opponents and seeds, so the paired differences stay
+    paired.  The result is validated like any params.
+    """
+    if not run.add_exploit:
+        return params
+    raw = params.model_dump(by_alias=True)
+    raw["games"][game]["pools"]["exploit"] = [*raw["games"][game]["pools"]["exploit"], *run.add_exploit]
+    raw["ablation"]["runs"] = [{"mode": run.mode, "scale_rewards": run.scale_rewards}]  # this arm, as trained
+    return parse_params(raw, f"ablation arm {arm_name(run)}")
 
 
 @dataclass
@@ -105,9 +137,10 @@ def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str 
         model, tokenizer = load_policy_model(params, model_path)
         evaluation, records = evaluate_model(params, game, model, tokenizer, params.ablation.eval_episodes)
         return ArmResult(history=[], evaluation=evaluation, episodes=records)
-    plan = RunPlan.from_params(params, game, mode=run.mode, scale_rewards=run.scale_rewards,
+    training = arm_params(params, game, run)
+    plan = RunPlan.from_params(training, game, mode=run.mode, scale_rewards=run.scale_rewards,
                                max_steps=params.ablation.max_steps)
-    outcome = train(params, plan, model_path, work / game / arm_name(run))
+    outcome = train(training, plan, model_path, work / game / arm_name(run))
     trainer = outcome.trainer
     model = trainer.accelerator.unwrap_model(trainer.model)
     evaluation, records = evaluate_model(params, game, model, trainer.processing_class,
@@ -153,7 +186,8 @@ def run_ablation(params: Params, model_path: str | Path,
     log).  Arms are independent and seeded, so running them in parallel
     processes changes nothing but the wall time.
     """
-    jobs = [(game, run) for game in params.ablation.games for run in (None, *params.ablation.runs)]
+    jobs = [(game, run) for game in params.ablation.games for run in (None, *params.ablation.runs)
+            if arm_applies(params, game, run)]
     results: dict[str, dict[str, ArmResult]] = {game: {} for game in params.ablation.games}
     with tempfile.TemporaryDirectory(prefix="sepo-ablation-") as folder, _executor(params) as pool:
         futures = {pool.submit(run_arm, params, game, run, model_path, Path(folder)): (game, run)
@@ -164,8 +198,9 @@ def run_ablation(params: Params, model_path: str | Path,
             results[game][name] = future.result()
             if on_arm is not None and run is not None:
                 on_arm(game, name, results[game][name])
-    names = [SFT_ARM, *(arm_name(run) for run in params.ablation.runs)]  # the table's order
-    return {game: ablation_table(params, game, {name: arms[name] for name in names})
+    names = {game: [SFT_ARM, *(arm_name(run) for run in params.ablation.runs if arm_applies(params, game, run))]
+             for game in params.ablation.games}  # the table's order
+    return {game: ablation_table(params, game, {name: arms[name] for name in names[game]})
             for game, arms in results.items()}
 
 

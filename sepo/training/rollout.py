@@ -15,6 +15,12 @@ hands to the reward functions.
 Reproducibility: the sampling generator is reseeded from (seed, step) at
 every call, so a run resumed from a checkpoint plays the same episodes as
 one that never stopped.
+
+An opponent that adapts to the agent (Kuhn's ``BestResponse``) is bound to
+the current model's table, refreshed every ``sepo.best_response_refresh_steps``
+steps from the step's own rollouts (``sepo.training.adaptive``): the step's
+other episodes are played first, then the adaptive ones.  Without such an
+opponent every episode of the step is one lockstep pass, as before.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepo.config import Params
-from sepo.rollout import AgentPolicy, EpisodeSpec, play_episodes
+from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
+from sepo.training.adaptive import AdaptiveOpponents
 from sepo.training.chat_tokens import chat_tokens
 from sepo.training.groups import TRAINING_POOLS, GroupKey, auxiliary_keys, derived_seed
 from sepo.training.rewards import episode_fields
@@ -56,6 +63,7 @@ class GroupRollout:
         self.policy_factory = policy_factory or self._model_policy
         self.opponents = {name: params.strategy(game, name)
                           for pool in TRAINING_POOLS for name in params.games[game].pools.of(pool)}
+        self.adaptive = AdaptiveOpponents(self.game, self.opponents, params.sepo.best_response_refresh_steps)
         self.last_seconds = 0.0  # wall time of the latest call's episodes, for the step log
 
     def __call__(self, prompts: Sequence[str], trainer) -> dict[str, Any]:
@@ -73,7 +81,7 @@ class GroupRollout:
         was_training = model.training
         model.eval()  # sample without dropout
         try:
-            played = play_episodes(specs, policy, batch_size=self.params.generation.batch_size)
+            played = self._play(specs, policy, trainer, step, "train" if was_training else "eval")
         finally:
             model.train(was_training)
         main, extra = played[:len(keys)], iter(played[len(keys):])
@@ -88,6 +96,37 @@ class GroupRollout:
                 out.setdefault(name, []).append(value)
         self.last_seconds = time.perf_counter() - start
         return out
+
+    def _play(self, specs: list[EpisodeSpec], policy: AgentPolicy, trainer, step: int,
+              mode: str) -> list[PlayedEpisode]:
+        """Every episode of the step, in ``specs`` order; adaptive opponents in a second pass (module doc)."""
+        batch_size = self.params.generation.batch_size
+        if not self.adaptive:
+            return play_episodes(specs, policy, batch_size=batch_size)
+        self.adaptive.restore(trainer.state.log_history)
+        first = [i for i, s in enumerate(specs) if not self.adaptive.is_adaptive(s)]
+        played: dict[int, PlayedEpisode] = dict(zip(first, play_episodes([specs[i] for i in first], policy,
+                                                                          batch_size=batch_size), strict=True))
+        refresh = self.adaptive.refresh_due(step)
+        if refresh:
+            measured = [played[i] for i in first] or play_episodes(self._measuring_specs(step), policy,
+                                                                  batch_size=batch_size)
+            self.adaptive.refresh(policy, measured)
+        second = [i for i in range(len(specs)) if i not in played]
+        for i, episode in zip(second, play_episodes([self.adaptive.spec(specs[i]) for i in second], policy,
+                                                    batch_size=batch_size), strict=True):
+            played[i] = episode
+        store = getattr(trainer, "_metrics", None)  # TRL's metric store, logged and cleared every step
+        if store is not None:
+            for name, value in self.adaptive.log_metrics(refresh).items():
+                store[mode][name].append(value)
+        return [played[i] for i in range(len(specs))]
+
+    def _measuring_specs(self, step: int) -> list[EpisodeSpec]:
+        """One episode per training-pool opponent that does not adapt, for a step with nothing else to measure."""
+        names = [n for n in self.params.games[self.game_name].pools.of("train") if n not in self.adaptive.names]
+        return [EpisodeSpec(self.game, self.opponents[n], "train",
+                            derived_seed("sepo-best-response", self.seed, self.game_name, step, n)) for n in names]
 
     def _spec(self, key: GroupKey) -> EpisodeSpec:
         return EpisodeSpec(self.game, self.opponents[key.opponent], key.pool, key.seed)
