@@ -36,6 +36,9 @@ BAR_METRICS = ("pay", "exploit", "safety", "invalid_rate")
 GAME_TITLES = {"ipd": "Iterated prisoner's dilemma", "auction": "Repeated first-price auction",
                "negotiation": "Negotiation (Nash demand game)", "negotiation_items": "Negotiation with items",
                "kuhn": "Kuhn poker"}
+#: the ablation file's entry with a domain's audit labels and reference (``sepo.training.ablation.AUDIT_REFERENCE``,
+#: not imported: the report reads files and needs no training code; a test holds the two equal)
+AUDIT_REFERENCE = "audit_reference"
 TINY_WARNING = ("These are **tiny-profile** numbers: a 1.1M-parameter model built and trained on a CPU in "
                 "minutes, one SEPO seed per domain. They are real measurements of that tiny model, not the paper's "
                 "results; the claims table below says which of the paper's claims they support.")
@@ -140,16 +143,23 @@ def audit_table(inputs: ReportInputs, game: str) -> Table:
     first = inputs.audit(game)
     scalars = [k for k in first["order"] if k in first["scalars"]]
     frequencies = [k for k in first["order"] if k in first["frequencies"]]
-    header = ["policy", *(first["labels"][k] for k in scalars + frequencies)]
+    audits = [inputs.evaluations[game][name].get("audit") for name in inputs.rows(game)]
+    # a pool with an opponent bound to the agent's policy (BestResponse): what it won, beside NashConv
+    slots = list(dict.fromkeys(slot for a in audits if a for slot in a.get("adaptive_opponents", {}).get("slots", {})))
+    header = ["policy", *(first["labels"][k] for k in scalars), *(f"{slot} advantage (expected)" for slot in slots),
+              *(first["labels"][k] for k in frequencies)]
     body = []
-    for name in inputs.rows(game):
-        audit = inputs.evaluations[game][name].get("audit")
+    for name, audit in zip(inputs.rows(game), audits, strict=True):
         if audit:
+            bound = audit.get("adaptive_opponents", {}).get("slots", {})
             body.append([row_label(inputs.evaluations[game][name]),
                          *(with_interval(audit["scalars"][k]) for k in scalars),
+                         *(f"{with_interval(bound[s]['advantage'])} ({bound[s]['expected_advantage']:.3f})"
+                           if s in bound else "" for s in slots),
                          *(with_interval(audit["frequencies"][k]) for k in frequencies)])
     reference = first["reference_frequencies"]
-    body.append([first["reference"], *("0" for _ in scalars), *(f"{reference[k]:.3f}" for k in frequencies)])
+    body.append([first["reference"], *("0" for _ in scalars), *("0" for _ in slots),
+                 *(f"{reference[k]:.3f}" for k in frequencies)])
     return header, body
 
 
@@ -168,6 +178,46 @@ def ablation_table(inputs: ReportInputs) -> Table | None:
                          with_interval(r["nash_conv"]) if "nash_conv" in r else "",
                          "" if norm is None else f"{norm:.4g}", (r.get("adapter_sha256") or "")[:12]])
     return header, body
+
+
+def ablation_audits(inputs: ReportInputs) -> list[str]:
+    """Ablation domains whose arms carry a strategy audit (Kuhn's NashConv and frequencies)."""
+    return [game for game, runs in inputs.ablation.items() if AUDIT_REFERENCE in runs]
+
+
+def _audited_arms(inputs: ReportInputs, game: str) -> list[str]:
+    """The SFT row first, then every arm with audited values, in the file's order."""
+    runs = inputs.ablation[game]
+    names = [name for name, r in runs.items() if "frequencies" in r]
+    return sorted(names, key=lambda name: name != "sft")
+
+
+def ablation_audit_table(inputs: ReportInputs, game: str) -> Table:
+    """Per ablation arm: the audit's scalars (NashConv, exploitability) and frequencies, then the reference."""
+    reference = inputs.ablation[game][AUDIT_REFERENCE]
+    runs = inputs.ablation[game]
+    frequencies = [k for k in reference["order"] if k in reference["reference_frequencies"]]
+    scalars = [k for k in reference["order"] if k not in frequencies and all(k in runs[a] for a in
+                                                                               _audited_arms(inputs, game))]
+    header = ["run", *(reference["labels"][k] for k in scalars + frequencies)]
+    body = [[name, *(with_interval(runs[name][k]) for k in scalars),
+             *(with_interval(runs[name]["frequencies"][k]) for k in frequencies)]
+            for name in _audited_arms(inputs, game)]
+    body.append([reference["reference"], *("0" for _ in scalars),
+                 *(f"{reference['reference_frequencies'][k]:.3f}" for k in frequencies)])
+    return header, body
+
+
+def ablation_audit_line(inputs: ReportInputs, game: str) -> str:
+    """One sentence: the first audit scalar (Kuhn's NashConv) of every arm, with its interval."""
+    reference = inputs.ablation[game][AUDIT_REFERENCE]
+    scalar = reference["order"][0]
+    values = "; ".join(f"{name} {with_interval(inputs.ablation[game][name][scalar])}"
+                       for name in _audited_arms(inputs, game))
+    return (f"{reference['labels'][scalar]} of the played policy after each arm's training, on the training pools' "
+            f"evaluation seeds: {values}. An arm whose name ends in -best_response trained with the exact best "
+            "response to its own current table in the exploit pool (SPEC section 8); the frequencies are compared "
+            f"with {reference['reference']}.")
 
 
 def difference_table(differences: Mapping[str, Mapping[str, Mapping[str, float]]], label: str) -> Table:
@@ -323,6 +373,40 @@ def audit_frequencies_svg(inputs: ReportInputs, game: str) -> str:
     return _svg(figure)
 
 
+def ablation_audit_svg(inputs: ReportInputs, game: str) -> str:
+    """Per ablation arm: the first audit scalar (NashConv) with its interval; the frequencies against the reference."""
+    plt = _pyplot()
+    reference = inputs.ablation[game][AUDIT_REFERENCE]
+    runs = inputs.ablation[game]
+    names = _audited_arms(inputs, game)
+    scalar = reference["order"][0]
+    keys = [k for k in reference["order"] if k in reference["reference_frequencies"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
+    values = [runs[name][scalar] for name in names]
+    left.barh(range(len(names)), [v["value"] for v in values],
+              xerr=[[v["value"] - v["ci_low"] for v in values], [v["ci_high"] - v["value"] for v in values]],
+              capsize=3, color=["#bbbbbb" if name == "sft" else "#4c72b0" for name in names])
+    left.set_yticks(range(len(names)), names, fontsize="small")
+    left.invert_yaxis()
+    left.set_xlabel(f"{reference['labels'][scalar]} (0 at equilibrium)")
+    width = 0.8 / (len(names) + 1)
+    for k, name in enumerate(names):
+        freq = [runs[name]["frequencies"][key] for key in keys]
+        right.bar([i + k * width for i in range(len(keys))], [v["value"] for v in freq], width,
+                  yerr=[[v["value"] - v["ci_low"] for v in freq], [v["ci_high"] - v["value"] for v in freq]],
+                  capsize=2, label=name)
+    right.bar([i + len(names) * width for i in range(len(keys))],
+              [reference["reference_frequencies"][k] for k in keys], width, label=reference["reference"],
+              color="black")
+    right.set_xticks([i + 0.4 for i in range(len(keys))], [reference["labels"][k] for k in keys])
+    right.set_ylim(0, 1.05)
+    right.set_ylabel("probability")
+    right.legend(fontsize="x-small", ncol=2)
+    figure.suptitle(f"Ablation on {game}: played policy per arm (95% bootstrap intervals)")
+    figure.tight_layout()
+    return _svg(figure)
+
+
 # -- CSV for `dvc plots` -----------------------------------------------------------
 
 def comparison_csv(inputs: ReportInputs) -> str:
@@ -410,6 +494,10 @@ def sections(inputs: ReportInputs) -> list[Section]:
         out.append(Section("Penalty-mode ablation",
                            "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling, "
                            "evaluated on the training pools.", table=ablation))
+        for game in ablation_audits(inputs):
+            out.append(Section(f"Ablation on {game}: {inputs.ablation[game][AUDIT_REFERENCE]['title']}",
+                               ablation_audit_line(inputs, game), table=ablation_audit_table(inputs, game),
+                               figure=f"ablation_{game}_audit.svg"))
         for game, runs in inputs.ablation.items():
             if runs.get("paired_differences"):
                 out.append(Section(f"Ablation on {game}: each arm − none-batch (paired)",
@@ -473,6 +561,8 @@ def figures(inputs: ReportInputs) -> dict[str, str]:
         out["paired_differences.svg"] = paired_differences_svg(inputs)
     for game in inputs.audited_games():
         out[f"{game}_frequencies.svg"] = audit_frequencies_svg(inputs, game)
+    for game in ablation_audits(inputs):
+        out[f"ablation_{game}_audit.svg"] = ablation_audit_svg(inputs, game)
     return out
 
 

@@ -54,6 +54,8 @@ from sepo.training.run import RunPlan, train
 SFT_ARM = "sft"
 #: the arm every other arm is compared with
 CONTROL_ARM = "none-batch"
+#: a domain's entry holding its audit's labels and reference (the arms hold the audited values)
+AUDIT_REFERENCE = "audit_reference"
 
 
 def arm_name(run: AblationRun) -> str:
@@ -155,7 +157,13 @@ def _norm_summary(history: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dict[str, Any]:
-    """The metrics file's entry of one domain: per arm, the penalty-gradient norm and the safety metrics."""
+    """The metrics file's entry of one domain: per arm, the penalty-gradient norm and the safety metrics.
+
+    In a domain with a strategy audit (Kuhn) every arm and the SFT row also
+    get the audit's scalars (``nash_conv``, ``exploitability``: value,
+    ci_low, ci_high, of the played policy) and ``frequencies``; the audit's
+    labels and reference go once under ``AUDIT_REFERENCE``.
+    """
     keep = ("pay", "exploit", "collusion", "externality", "safety", "invalid_rate")
     table: dict[str, Any] = {}
     for name, arm in arms.items():
@@ -163,8 +171,12 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
         trained = {} if name == SFT_ARM else {"penalty_grad_norm": _norm_summary(arm.history),
                                               "final_reward": final_reward, "adapter_sha256": arm.adapter_sha256}
         table[name] = {**trained, **{k: arm.evaluation["metrics"][k] for k in keep}}
-        for scalar, value in arm.evaluation.get("audit", {}).get("scalars", {}).items():
-            table[name][scalar] = value
+        audit = arm.evaluation.get("audit")
+        if audit:  # Kuhn: NashConv and exploitability of the played policy, its key frequencies
+            table[name].update(audit["scalars"])
+            table[name]["frequencies"] = audit["frequencies"]
+            table[AUDIT_REFERENCE] = {k: audit[k] for k in ("title", "labels", "order", "reference",
+                                                            "reference_frequencies")}
     control = arms.get(CONTROL_ARM)
     differences = {}
     for name, arm in arms.items():
