@@ -1,0 +1,93 @@
+"""SEPO training against a BestResponse: refreshed every k steps from the step's rollouts, logged, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sepo.config import parse_params
+from sepo.games.kuhn import INFOSETS
+from sepo.policies.scripted.kuhn import TightValue
+from sepo.rollout import ScriptedAgent
+from sepo.training.adaptive import TABLE_PREFIX, AdaptiveOpponents
+from sepo.training.groups import GroupKey
+from tests.test_training_chat_tokens import tiny_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP_SIZE = 4
+
+
+def kuhn_params(refresh: int, **sepo) -> object:
+    """Committed params, BestResponse in Kuhn's exploit pool, 2-hand episodes and short replies."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["kuhn"]["rounds"] = 2
+    raw["games"]["kuhn"]["pools"]["exploit"].append("BestResponse")
+    raw["ablation"]["runs"] = [run for run in raw["ablation"]["runs"] if not run.get("add_exploit")]
+    raw["generation"]["max_new_tokens"] = 8
+    raw["sepo"].update({"num_threads": 1, "best_response_refresh_steps": refresh, **sepo})
+    raw["grpo"]["num_generations"] = GROUP_SIZE
+    return parse_params(raw)
+
+
+def test_the_refresh_schedule_and_the_restored_table():
+    params = kuhn_params(3)
+    game = params.game("kuhn")
+    opponents = {s.name: s for s in params.pool("kuhn", "exploit")}
+    adaptive = AdaptiveOpponents(game, opponents, 3)
+    assert adaptive.names == ("BestResponse",)
+    assert adaptive.refresh_due(5)  # nothing bound yet: whatever the step
+    table = TightValue().policy_table()
+    history = [{"step": 1, **{TABLE_PREFIX + k: 0.5 for k in INFOSETS}},
+               {"step": 2, **{TABLE_PREFIX + k: v for k, v in table.items()}}, {"step": 2, "train_loss": 1.0}]
+    adaptive.restore(history)  # a resumed run: the table in force at the last logged step
+    assert adaptive.agent_policy == table
+    assert [step for step in range(8) if adaptive.refresh_due(step)] == [0, 3, 6]
+    logged = adaptive.log_metrics(refreshed=False)
+    assert logged["best_response_refresh"] == 0.0 and logged["best_response_nash_conv"] == pytest.approx(1 / 3)
+    assert not AdaptiveOpponents(game, {s.name: s for s in params.pool("kuhn", "train")}, 3)
+
+
+def test_a_refresh_step_measures_the_other_rollouts_before_the_best_response_plays(tmp_path):
+    from sepo.training.rollout import GroupRollout
+    from sepo.training.run import RunPlan, build_trainer, load_policy_model
+
+    params = kuhn_params(2, groups_per_step=2)
+    model, tokenizer = load_policy_model(params, tiny_model_dir())
+    trainer = build_trainer(params, RunPlan.from_params(params, "kuhn", max_steps=1), model, tokenizer, tmp_path)
+    rollout = GroupRollout(params, "kuhn", "per_rollout", 0, tokenizer,
+                           lambda _t, _s: ScriptedAgent(TightValue()))
+    keys = (GroupKey("kuhn", "train", "LooseAggressive", 5), GroupKey("kuhn", "exploit", "BestResponse", 6))
+    out = rollout([k.prompt for k in keys for _ in range(GROUP_SIZE)], trainer)
+    assert out["pool"] == ["train"] * GROUP_SIZE + ["exploit"] * GROUP_SIZE
+    # TightValue is deterministic: every set its 4 train episodes reached is measured as its own 0 or 1
+    table = rollout.adaptive.agent_policy
+    assert {table[k] for k in INFOSETS} <= {0.0, 0.5, 1.0}
+    assert all(table[k] == TightValue().policy_table()[k] for k in INFOSETS if table[k] != 0.5)
+    logged = trainer._metrics["train"]
+    assert logged["best_response_refresh"] == [1.0]
+    # a refresh step with best-response groups only measures on dedicated train-pool episodes
+    rollout.adaptive.agent_policy = None
+    rollout([keys[1].prompt] * GROUP_SIZE, trainer)
+    assert logged["best_response_refresh"] == [1.0, 1.0] and rollout.adaptive.agent_policy is not None
+
+
+@pytest.mark.slow
+def test_a_tiny_run_refreshes_the_best_response_every_k_steps(tmp_path):
+    from sepo.training.run import RunPlan, train
+
+    params = kuhn_params(2, groups_per_step=2, max_steps=5, save_steps=5)
+    outcome = train(params, RunPlan.from_params(params, "kuhn"), tiny_model_dir(), tmp_path / "run")
+    logged = [e for e in outcome.trainer.state.log_history if "best_response_refresh" in e]
+    assert [e["step"] for e in logged] == [1, 2, 3, 4, 5]
+    # refreshed before the updates of steps 0, 2 and 4 (logged as steps 1, 3, 5)
+    assert [e["best_response_refresh"] for e in logged] == [1.0, 0.0, 1.0, 0.0, 1.0]
+    tables = [{k: e[TABLE_PREFIX + k] for k in INFOSETS} for e in logged]
+    assert tables[1] == tables[0] and tables[3] == tables[2]  # bound to the same table between refreshes
+    from sepo.exploitability import nash_conv
+
+    assert all(e["best_response_nash_conv"] == pytest.approx(nash_conv(t)) for e, t in zip(logged, tables,
+                                                                                            strict=True))
+    rows = outcome.history
+    assert [row["best_response_refresh"] for row in rows] == [1.0, 0.0, 1.0, 0.0, 1.0]
