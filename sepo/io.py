@@ -29,6 +29,30 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def partial_folder(path: str | Path) -> Path:
+    """The hidden sibling a folder output is built in before ``replace_folder`` moves it into place."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def replace_folder(built: str | Path, path: str | Path) -> None:
+    """Move the finished folder ``built`` to ``path``, replacing what was there.
+
+    The old folder is renamed aside first and removed last, so at every
+    moment a complete folder (old or new) exists: a run that fails before
+    this point leaves the previous output as it was.
+    """
+    import shutil
+
+    built, path = Path(built), Path(path)
+    aside = path.with_name(f".{path.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if path.exists():
+        path.rename(aside)
+    built.rename(path)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """UTF-8 text, written atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))

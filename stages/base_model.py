@@ -11,7 +11,6 @@ trust_remote_code): nothing is downloaded here.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Sequence
@@ -19,16 +18,17 @@ from pathlib import Path
 
 from sepo.config import load_params
 from sepo.errors import ConfigError
+from sepo.stage import Stage
 
 TINY = "tiny"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("base_model", __doc__)
+    parser = stage.parser
     parser.add_argument("--data", default="data/sft", help="SFT datasets folder (default: data/sft)")
     parser.add_argument("--out", default="data/models/base", help="output folder (default: data/models/base)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         out = Path(args.out)
@@ -59,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"recorded {params.model.base}@{params.model.revision} (commit {commit or 'unresolved'}: "
                   f"{note}) -> {out}")
     except ConfigError as exc:
-        print(f"base_model: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     return 0
 
 

@@ -14,27 +14,25 @@ bootstrap (``pooled``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("compare", __doc__)
+    parser = stage.parser
     parser.add_argument("--eval", default="metrics/eval", help="folder of the evaluate stages' outputs")
     parser.add_argument("--treated", default="sepo", help="row compared (default: sepo)")
     parser.add_argument("--control", default="sft", help="row compared against (default: sft)")
     parser.add_argument("--out", default="metrics/comparisons.json", help="metrics JSON")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         rows = {}
@@ -45,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise ConfigError(f"{path}: no evaluation result; run the evaluate stages first")
                 rows[row, game] = (json.loads(path.read_text()), path.with_suffix(".episodes.jsonl.gz"))
     except ConfigError as exc:
-        print(f"compare: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     from sepo.comparison import pooled_difference, row_difference
     from sepo.episode_log import read_episodes
 
@@ -68,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                        control_row, **settings)}
     out = {"treated": args.treated, "control": args.control, "confidence": params.eval.confidence,
            "differences": differences, "replicates": replicates, "pooled": pooled,
-           "wall_time_s": round(time.perf_counter() - start, 1)}
+           "wall_time_s": stage.wall_time_s()}
     write_json_atomic(args.out, out)
     for game, d in differences.items():
         print(f"{game:18s} " + "  ".join(f"{k}={v['value']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"

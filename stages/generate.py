@@ -10,7 +10,6 @@ stderr and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,18 +21,18 @@ from sepo.data.files import output_files
 from sepo.data.sft import generate_datasets, plan_quotas
 from sepo.errors import ConfigError
 from sepo.io import write_bytes_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("generate", __doc__)
+    parser = stage.parser
     parser.add_argument("--out", default="data/sft", help="output folder (default: data/sft)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
     except ConfigError as exc:
-        print(f"generate: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
 
     total = sum(q.examples for q in plan_quotas(params))
     with tqdm(total=total, unit="example", desc="generate", disable=None) as bar:

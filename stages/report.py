@@ -11,7 +11,6 @@ reference rows; a missing one is one line naming it, exit 2, nothing written.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +18,12 @@ from pathlib import Path
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_text_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("report", __doc__)
+    parser = stage.parser
     parser.add_argument("--eval", default="metrics/eval", help="evaluation results folder")
     parser.add_argument("--sepo-metrics", default="metrics/sepo", help="SEPO training summaries")
     parser.add_argument("--sepo-plots", default="plots/sepo", help="SEPO step logs (<game>/steps.tsv)")
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="paired comparisons (stage compare)")
     parser.add_argument("--out", default="reports", help="folder of results.md, results.html and figures/")
     parser.add_argument("--plots", default="plots/eval", help="folder of the dvc plots CSV files")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     from sepo import report
 
     try:
@@ -48,8 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"{args.eval}: results are of profile {inputs.profile!r}, params of "
                               f"{params.profile!r}; run the evaluate stages")
     except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"report: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     out = Path(args.out)
     figures = report.figures(inputs)
     for name, svg in figures.items():

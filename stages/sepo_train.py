@@ -16,10 +16,8 @@ before anything is written: a bad key or value is one line, exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from sepo.config import Params, load_params, parse_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic, write_text_atomic
+from sepo.stage import Stage
 
 
 def with_sepo_seed(params: Params, seed: int) -> Params:
@@ -37,8 +36,8 @@ def with_sepo_seed(params: Params, seed: int) -> Params:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("sepo", __doc__)
+    parser = stage.parser
     parser.add_argument("--game", required=True, help="domain to train on")
     parser.add_argument("--model", default="data/models/sft",
                         help="SFT model folder (default: data/models/sft)")
@@ -48,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plots", required=True, help="folder of the step log steps.tsv")
     parser.add_argument("--seed", type=int, help="this run's sepo.seed (a replicate run from the same SFT model; "
                         "default: params' sepo.seed)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         if args.seed is not None:
@@ -62,14 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolve_model_source(args.model, params.model.trust_remote_code)
         plan = RunPlan.from_params(params, args.game)
     except ConfigError as exc:
-        print(f"sepo: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
     result = train_and_select(params, plan, args.model, args.checkpoints, args.out)
     if not is_main_process():  # under accelerate launch: rank 0 writes the shared outputs
         return 0
     write_json_atomic(args.metrics, {"game": args.game, "seed": params.sepo.seed, **result.summary,
-                                     "wall_time_s": round(time.perf_counter() - start, 1)})
+                                     "wall_time_s": stage.wall_time_s()})
     write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
     selection = result.summary["selection"]
     print(f"sepo {args.game}: {result.summary['steps']} steps ({plan.mode}, {plan.scale_rewards} scaling); "

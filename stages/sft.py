@@ -11,7 +11,6 @@ summary to ``--metrics`` and the loss curves ``train_loss.tsv`` and
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -21,7 +20,8 @@ from pathlib import Path
 from sepo.config import load_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError
-from sepo.io import write_json_atomic, write_text_atomic
+from sepo.io import partial_folder, replace_folder, write_json_atomic, write_text_atomic
+from sepo.stage import Stage
 from sepo.tsv import tsv_table
 
 # Idle OpenMP threads sleep instead of spinning: beside other work, spinning threads
@@ -31,14 +31,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("sft", __doc__)
+    parser = stage.parser
     parser.add_argument("--data", default="data/sft", help="SFT datasets folder (default: data/sft)")
     parser.add_argument("--base", default="data/models/base", help="base model folder (default: data/models/base)")
     parser.add_argument("--out", default="data/models/sft", help="output model folder (default: data/models/sft)")
     parser.add_argument("--metrics", default="metrics/sft.json", help="summary JSON (default: metrics/sft.json)")
     parser.add_argument("--plots", default="plots/sft", help="loss-curve folder (default: plots/sft)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         import torch
@@ -54,15 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.base, trust_remote_code=params.model.trust_remote_code,
             dtype=torch.bfloat16 if params.sft.bf16 else None)
     except ConfigError as exc:
-        print(f"sft: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     main_process = is_main_process()
+    # trained beside the output and moved into place at the end: a failed run keeps the old model
+    building = partial_folder(args.out)
     if main_process:  # under accelerate launch, one rank clears; the trainer saves from rank 0 alone
-        shutil.rmtree(args.out, ignore_errors=True)
-    summary, history, _ = train_sft(model, tokenizer, params.sft, train, valid, args.out)
+        shutil.rmtree(building, ignore_errors=True)
+    summary, history, _ = train_sft(model, tokenizer, params.sft, train, valid, building)
     if not main_process:
         return 0
-    write_json_atomic(args.metrics, summary)
+    replace_folder(building, args.out)
+    write_json_atomic(args.metrics, {**summary, "wall_time_s": stage.wall_time_s()})
     plots = Path(args.plots)
     write_text_atomic(plots / "train_loss.tsv",
                       tsv_table([h for h in history if "loss" in h], ("step", "loss", "learning_rate")))

@@ -12,7 +12,6 @@ from its context) and the stage's wall time.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -23,20 +22,21 @@ from tqdm import tqdm
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
+from sepo.stage import Stage
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in stages/sft.py: no spinning threads beside other work
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("sft_validity", __doc__)
+    parser = stage.parser
     parser.add_argument("--base", default="data/models/base", help="base model (default: data/models/base)")
     parser.add_argument("--model", default="data/models/sft", help="SFT model (default: data/models/sft)")
     parser.add_argument("--probe-data", default="data/sft/neg_items/valid.parquet",
                         help="copy-probe examples (default: data/sft/neg_items/valid.parquet)")
     parser.add_argument("--out", default="metrics/sft_validity.json",
                         help="metrics JSON (default: metrics/sft_validity.json)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         import torch
@@ -49,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         policies = {name: load_model_policy(path, params) for name, path in (("base", args.base),
                                                                              ("sft", args.model))}
     except ConfigError as exc:
-        print(f"sft_validity: error: {exc}", file=sys.stderr)
-        return 2
-    stage_start = time.perf_counter()
+        return stage.input_error(exc)
     total = len(validity_specs(params, params.sft_validity.min_decisions, params.sft_validity.seed))
     rates, seconds = {}, {}
     for name, policy in policies.items():
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sft = policies["sft"]
     out["copy_probe"] = copy_probe(sft.model, sft.tokenizer,
                                    probe_rows(args.probe_data, params.sft_validity.copy_probe_examples))
-    out["wall_time_s"] = round(time.perf_counter() - stage_start, 1)
+    out["wall_time_s"] = stage.wall_time_s()
     write_json_atomic(args.out, out)
     for g in games:
         d = out["domains"][g]

@@ -11,7 +11,6 @@ when any expectation fails it prints one line per failure and exits 1, so
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +19,16 @@ from sepo.config import load_params
 from sepo.data.schema import SPLITS, split_path
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("validate", __doc__)
+    parser = stage.parser
     parser.add_argument("--data", default="data/sft", help="output folder of `generate` (default: data/sft)")
     parser.add_argument("--report", default="reports/sft_validation.json", help="full JSON report to write")
     parser.add_argument("--metrics", default="metrics/sft_validation.json", help="summary for `dvc metrics`")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         missing = [split_path(d, s) for d in params.data.datasets for s in SPLITS
@@ -39,10 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report = validate_datasets(params, args.data)  # an unreadable file or a missing column: ConfigError
     except ConfigError as exc:
-        print(f"validate: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     write_json_atomic(args.report, report)
-    write_json_atomic(args.metrics, metrics_summary(report))
+    write_json_atomic(args.metrics, {**metrics_summary(report), "wall_time_s": stage.wall_time_s()})
     for dataset, result in report["datasets"].items():
         print(f"{dataset}: {len(result['checks']) - len(result['failed'])}/{len(result['checks'])} expectations met")
     if not report["success"]:
