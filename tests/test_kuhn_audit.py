@@ -35,7 +35,7 @@ class ReasonsThenActs:
     def render(self, messages):
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
-    def action_log_scores(self, contexts, legal_actions, cache_keys=None):
+    def action_log_scores(self, contexts, legal_actions, cache_keys=None, keep=False):
         out = []
         for context, legal in zip(contexts, legal_actions, strict=True):
             bet_first = context.endswith("I will bet.\n")

@@ -227,3 +227,31 @@ def test_the_fast_decode_param_picks_the_decode_loop(tmp_path_factory, setting, 
     if attached:
         assert policy.fast.slots == params.generation.fast_decode_slots
         assert policy.fast.decoder.cache.capacity >= params.generation.fast_decode_capacity
+
+
+def test_played_action_scores_through_kept_prefixes_equal_whole_contexts(model_and_tokenizer):
+    """Scoring decision k + 1 on top of decision k's kept keys/values changes nothing but the cost."""
+    from sepo.games.parsing import reply_before_action
+    from sepo.policies.action_scores import probabilities_from_scores, scored_records
+    from sepo.rollout import AgentReply
+
+    class ReasonsThenActs:  # replies with an Action line, as a trained model's do (a random model's rarely)
+        def decide(self, requests):
+            return [AgentReply(text=f"Round noted.\nAction: {r.view.legal_actions[-1]}",
+                               action=r.view.legal_actions[-1]) for r in requests]
+
+    model, tokenizer = model_and_tokenizer
+    sampled = SamplingSettings(temperature=0.8, top_p=0.95, top_k=50, max_new_tokens=24)
+    policy = ModelPolicy(model, tokenizer, sampled)
+    played = play_episodes(mixed_specs(2), ReasonsThenActs())
+    records = scored_records(policy, played)
+    assert not policy.prefix_cache.episodes  # scoring's kept prefixes are dropped afterwards
+    compared = 0
+    for episode, record in zip(played, records, strict=True):
+        for k, decision in enumerate(episode.record.decisions):
+            context = policy.render(episode.messages[:2 * k + 2]) + reply_before_action(decision.reply)
+            (whole,) = ModelPolicy(model, tokenizer, sampled).action_log_scores([context], [decision.legal_actions])
+            expected = probabilities_from_scores(whole, 0.8, False, 0.95, 50)
+            assert record.decisions[k].probabilities == pytest.approx(expected, abs=1e-4)
+            compared += 1
+    assert compared > 20

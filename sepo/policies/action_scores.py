@@ -31,6 +31,9 @@ from sepo.games.parsing import reply_before_action
 from sepo.games.protocol import EpisodeRecord
 from sepo.rollout import PlayedEpisode
 
+#: first part of the cache keys under which scoring keeps an episode's keys/values (never a live episode's)
+_SCORING = "played-action-scores"
+
 
 def probabilities_from_scores(scores: Mapping[str, float], temperature: float, greedy: bool,
                               top_p: float = 1.0, top_k: int = 0) -> dict[str, float]:
@@ -63,21 +66,30 @@ def scored_records(policy, played: Sequence[PlayedEpisode]) -> list[EpisodeRecor
     saw the chat ``messages[:2k + 2]`` (system, then user/assistant turns)
     and replied ``messages[2k + 2]``.
     """
-    contexts: list[str] = []
-    legal: list[tuple[str, ...]] = []
-    where: list[tuple[int, int]] = []
+    # decision k of every episode together, then k + 1: each episode's scoring context extends its
+    # previous one, so with its keys/values kept under the episode's key only the new tokens run
+    # (the whole transcript once instead of once per decision)
+    pending: dict[int, list[tuple[int, str]]] = {}
     for e, episode in enumerate(played):
         for k, decision in enumerate(episode.record.decisions):
             head = reply_before_action(decision.reply)
             if head is not None:
-                contexts.append(policy.render(episode.messages[:2 * k + 2]) + head)
-                legal.append(decision.legal_actions)
-                where.append((e, k))
-    scores = policy.action_log_scores(contexts, legal) if contexts else []
+                pending.setdefault(k, []).append((e, policy.render(episode.messages[:2 * k + 2]) + head))
+    keys = {e: (_SCORING, id(played), e) for e in range(len(played))}
+    scores: dict[tuple[int, int], dict[str, float]] = {}
+    try:
+        for k in sorted(pending):
+            rows = pending[k]
+            legal = [played[e].record.decisions[k].legal_actions for e, _ in rows]
+            found = policy.action_log_scores([context for _, context in rows], legal,
+                                             cache_keys=[keys[e] for e, _ in rows], keep=True)
+            scores.update({(e, k): s for (e, _), s in zip(rows, found, strict=True)})
+    finally:
+        getattr(policy, "forget", lambda _keys: None)(list(keys.values()))
     sampling = policy.sampling
     scored = {place: probabilities_from_scores(s, sampling.temperature, sampling.greedy, sampling.top_p,
                                                sampling.top_k)
-              for place, s in zip(where, scores, strict=True)}
+              for place, s in scores.items()}
     out = []
     for e, episode in enumerate(played):
         record = episode.record

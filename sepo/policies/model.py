@@ -205,14 +205,16 @@ class ModelPolicy:
         return decode(self.prefix_cache, self.sampler, self.stop, prompt_ids, keys, heads)
 
     def action_log_scores(self, contexts: Sequence[str], legal_actions: Sequence[Sequence[str]],
-                          cache_keys: Sequence[Hashable | None] | None = None) -> list[dict[str, float]]:
+                          cache_keys: Sequence[Hashable | None] | None = None,
+                          keep: bool = False) -> list[dict[str, float]]:
         """log P(`` X`` | context + ``Action:``) for every legal X of every context (``sepo.policies.scoring``).
 
         With ``cache_keys``, a context that extends its episode's kept
-        keys/values runs only its new tokens.
+        keys/values runs only its new tokens; with ``keep`` too, each
+        context's own keys/values are kept for the next one.
         """
         return scoring.action_log_scores(self.prefix_cache, contexts, legal_actions, cache_keys,
-                                         self.scoring_batch_size)
+                                         self.scoring_batch_size, keep=keep)
 
     # -- internals ----------------------------------------------------------------------
     def _system_turn(self, messages: Sequence[Message]) -> str | None:

@@ -42,8 +42,13 @@ def _padded(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tens
 @torch.inference_mode()
 def action_log_scores(prefixes: PrefixCache, contexts: Sequence[str], legal_actions: Sequence[Sequence[str]],
                       cache_keys: Sequence[Hashable | None] | None = None,
-                      batch_size: int = 64) -> list[dict[str, float]]:
-    """log P(`` X`` | context + ``Action:``) for every legal X of every context (see the module doc)."""
+                      batch_size: int = 64, keep: bool = False) -> list[dict[str, float]]:
+    """log P(`` X`` | context + ``Action:``) for every legal X of every context (see the module doc).
+
+    With ``keep``, each keyed context's keys/values (up to the part its
+    actions share) are kept under its key, so a later context of the same
+    episode that extends it runs only its new tokens.
+    """
     model, tokenizer, device = prefixes.model, prefixes.tokenizer, prefixes.device
     pad = tokenizer.pad_token_id
     keys = list(cache_keys) if cache_keys is not None else [None] * len(contexts)
@@ -62,6 +67,9 @@ def action_log_scores(prefixes: PrefixCache, contexts: Sequence[str], legal_acti
         batch = range(begin, min(begin + batch_size, len(contexts)))
         cache, attention, last_logits = prefixes.prefill([fulls[c][0][:stems[c]] for c in batch],
                                                          [kept[c] for c in batch])
+        if keep:
+            for j, c in enumerate(batch):
+                prefixes.remember(keys[c], fulls[c][0][:stems[c]], cache, j, attention[j])
         pairs = [(j, c, a) for j, c in enumerate(batch) for a in range(len(fulls[c]))]
         for chunk in (pairs[k:k + batch_size] for k in range(0, len(pairs), batch_size)):  # bounded cache copies
             rows = torch.tensor([j for j, _, _ in chunk], device=device)
