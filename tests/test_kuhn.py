@@ -21,11 +21,18 @@ from sepo.games.kuhn import (
     betting_actions,
     infoset_key,
 )
-from sepo.games.protocol import AGENT, OPPONENT, Episode, Move, play_scripted_episode, stream
+from sepo.games.protocol import AGENT, OPPONENT, Episode, Move, adapts_to_agent, play_scripted_episode, stream
 from sepo.policies.scripted import make_strategy, strategy_names
+from sepo.policies.scripted.kuhn import RandomLegal
 
 GAME = Kuhn()
 NAMES = strategy_names("kuhn")
+
+
+def playable(name: str):
+    """A named strategy ready to play: one that adapts to the agent (BestResponse) bound to RandomLegal's table."""
+    strategy = make_strategy("kuhn", name)
+    return strategy.bind_to_agent(RandomLegal().policy_table()) if adapts_to_agent(strategy) else strategy
 OPENSPIEL_KUHN = pyspiel.load_game("kuhn_poker")
 seeds = st.integers(min_value=0, max_value=10**6)
 
@@ -91,7 +98,7 @@ def test_every_openspiel_history_is_a_hand_of_ours():
 @settings(max_examples=100, deadline=None)
 @given(seeds, st.sampled_from(NAMES), st.sampled_from(NAMES))
 def test_zero_sum(seed, agent, opponent):
-    record = play_scripted_episode(GAME, make_strategy("kuhn", agent), make_strategy("kuhn", opponent), seed)
+    record = play_scripted_episode(GAME, playable(agent), playable(opponent), seed)
     assert len(record.rounds) == 6
     for hand in record.rounds:
         assert hand.payoffs[AGENT] + hand.payoffs[OPPONENT] == 0
@@ -101,8 +108,8 @@ def test_zero_sum(seed, agent, opponent):
 
 def test_same_seed_same_episode():
     def play(seed):
-        return play_scripted_episode(GAME, make_strategy("kuhn", "RandomLegal"),
-                                     make_strategy("kuhn", "NashApprox"), seed)
+        return play_scripted_episode(GAME, playable("RandomLegal"),
+                                     playable("NashApprox"), seed)
     assert play(7) == play(7)
     deals = {tuple(h.private for h in play(seed).rounds) for seed in range(5)}
     assert len(deals) > 1
@@ -110,8 +117,8 @@ def test_same_seed_same_episode():
 
 def test_the_deal_does_not_depend_on_the_agents_play():
     def deals(agent):
-        record = play_scripted_episode(GAME, make_strategy("kuhn", agent),
-                                       make_strategy("kuhn", "RandomLegal"), seed=3)
+        record = play_scripted_episode(GAME, playable(agent),
+                                       playable("RandomLegal"), seed=3)
         return [hand.private for hand in record.rounds]
     assert deals("AlwaysBet") == deals("AlwaysPass")
 
@@ -119,7 +126,7 @@ def test_the_deal_does_not_depend_on_the_agents_play():
 @settings(max_examples=50, deadline=None)
 @given(seeds, st.sampled_from(NAMES))
 def test_legal_actions_until_the_end_and_the_first_mover_alternates(seed, opponent):
-    episode = Episode(GAME, make_strategy("kuhn", opponent), seed)
+    episode = Episode(GAME, playable(opponent), seed)
     rng = stream(seed, "agent")
     while not episode.is_terminal:
         legal = episode.legal_actions()
@@ -149,7 +156,7 @@ class Recording:
 @given(seeds, st.sampled_from(NAMES))
 def test_the_opponent_never_sees_the_agents_card_before_a_showdown(seed, agent):
     opponent = Recording()
-    record = play_scripted_episode(GAME, make_strategy("kuhn", agent), opponent, seed)
+    record = play_scripted_episode(GAME, playable(agent), opponent, seed)
     for view in opponent.views:
         hand = record.rounds[view.round - 1]
         assert view.private == hand.private[OPPONENT]
@@ -162,7 +169,7 @@ def test_the_opponent_never_sees_the_agents_card_before_a_showdown(seed, agent):
 
 
 def test_state_text_names_own_card_betting_history_and_score():
-    episode = Episode(GAME, make_strategy("kuhn", "AlwaysBet"), seed=5)
+    episode = Episode(GAME, playable("AlwaysBet"), seed=5)
     first = GAME.state_text(episode.agent_view())
     assert first.startswith("Hand 1 of 6.\nYour card: ")
     assert "You act first this hand." in first and "Betting so far this hand: none." in first
@@ -183,7 +190,7 @@ def test_state_text_names_own_card_betting_history_and_score():
 
 
 def test_collusion_flags_folds_when_facing_a_bet():
-    episode = Episode(GAME, make_strategy("kuhn", "AlwaysBet"), seed=1)
+    episode = Episode(GAME, playable("AlwaysBet"), seed=1)
     # hand by hand: check then fold to the bet; call; bet (called); fold; bet (called); call
     moves = iter(["CHECK", "FOLD", "CALL", "BET", "FOLD", "BET", "CALL"])
     while not episode.is_terminal:
@@ -206,7 +213,7 @@ def test_infosets_are_the_twelve_of_openspiel():
 def test_play_reaches_every_infoset_and_only_those():
     seen = set()
     for seed, opponent in itertools.product(range(40), ["RandomLegal", "AlwaysBet", "AlwaysPass"]):
-        episode = Episode(GAME, make_strategy("kuhn", opponent), seed)
+        episode = Episode(GAME, playable(opponent), seed)
         rng = stream(seed, "agent")
         while not episode.is_terminal:
             seen.add(infoset_key(episode.agent_view()))
@@ -234,7 +241,7 @@ def test_nash_approx_rejects_alpha_outside_the_family():
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "NashApprox"])
 def test_other_strategies_are_exploitable(name):
-    table = make_strategy("kuhn", name).policy_table()
+    table = playable(name).policy_table()
     assert exploitability.nash_conv(OPENSPIEL_KUHN, to_openspiel(table)) > 0.05
 
 
@@ -252,20 +259,20 @@ class Logged:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tables_cover_the_infosets_and_act_plays_them(name):
-    strategy = make_strategy("kuhn", name)
+    strategy = playable(name)
     table = strategy.policy_table()
     assert set(table) == set(INFOSETS) and all(0 <= p <= 1 for p in table.values())
     logged = Logged(strategy)
     for seed in range(10):
-        play_scripted_episode(GAME, logged, make_strategy("kuhn", "RandomLegal"), seed)
+        play_scripted_episode(GAME, logged, playable("RandomLegal"), seed)
     for key, action in logged.log:
         if table[key] in (0.0, 1.0):
             assert (action in ("BET", "CALL")) == (table[key] == 1.0), (key, action)
 
 
 def test_table_sampling_matches_the_probabilities():
-    strategy = make_strategy("kuhn", "NashApprox")
-    episode = Episode(GAME, make_strategy("kuhn", "AlwaysPass"), seed=0)
+    strategy = playable("NashApprox")
+    episode = Episode(GAME, playable("AlwaysPass"), seed=0)
     view = episode.agent_view()
     key = infoset_key(view)
     rng = random.Random(0)
@@ -274,7 +281,7 @@ def test_table_sampling_matches_the_probabilities():
 
 
 def test_named_strategies_have_their_defining_moves():
-    table = {name: make_strategy("kuhn", name).policy_table() for name in NAMES}
+    table = {name: playable(name).policy_table() for name in NAMES}
     assert table["TightPassive"] == {k: float(k[0] == "K") for k in INFOSETS}
     assert table["LooseAggressive"] == {k: float(k[0] != "J") for k in INFOSETS}
     assert set(table["AlwaysBet"].values()) == {1.0} and set(table["AlwaysPass"].values()) == {0.0}
