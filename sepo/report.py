@@ -401,7 +401,7 @@ def ablation_audit_svg(inputs: ReportInputs, game: str) -> str:
     right.set_xticks([i + 0.4 for i in range(len(keys))], [reference["labels"][k] for k in keys])
     right.set_ylim(0, 1.05)
     right.set_ylabel("probability")
-    right.legend(fontsize="x-small", ncol=2)
+    right.legend(fontsize="x-small", ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     figure.suptitle(f"Ablation on {game}: played policy per arm (95% bootstrap intervals)")
     figure.tight_layout()
     return _svg(figure)
