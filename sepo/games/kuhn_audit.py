@@ -159,7 +159,9 @@ class KuhnAudit:
     description = ("NashConv and exploitability are exact (OpenSpiel best responses) for each row's behavioural "
                    "policy at the 12 information sets: a model's is the mean of its probabilities of the "
                    "aggressive action after its own logged reply, over every decision it took at that set; a "
-                   "script's is its exact table. Intervals: 95% episode bootstrap.")
+                   "script's is its exact table. Intervals: 95% episode bootstrap. Where a pool holds "
+                   "BestResponse, its column is the exploit-pool advantage it won against the table measured on "
+                   "the other pools, with its exact expectation (that table's NashConv) in parentheses.")
     scalars = ("nash_conv", "exploitability")
     labels: Mapping[str, str] = MappingProxyType({"nash_conv": "NashConv", "exploitability": "exploitability",
                                                   **FREQUENCY_LABELS})
