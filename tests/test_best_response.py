@@ -240,3 +240,45 @@ def test_evaluation_binds_an_exact_script_to_its_own_table():
     assert result["audit"]["adaptive_opponents"]["agent_policy"] == TightValue().policy_table()
     assert result["audit"]["adaptive_opponents"]["slots"]["exploit/BestResponse"]["expected_advantage"] == \
         pytest.approx(1 / 3)
+
+
+class CountingReasoner:
+    """The Kuhn audit tests' stand-in model (reasons towards BET, scores BET e^3 times CHECK), counting scores."""
+
+    def __init__(self) -> None:
+        from tests.test_kuhn_audit import ReasonsThenActs
+
+        self.inner = ReasonsThenActs()
+        self.sampling = self.inner.sampling
+        self.name = self.inner.name
+        self.scored = 0
+
+    def render(self, messages):
+        return self.inner.render(messages)
+
+    def decide(self, requests):
+        return self.inner.decide(requests)
+
+    def action_log_scores(self, contexts, legal_actions, cache_keys=None, keep=False):
+        self.scored += len(contexts)
+        return self.inner.action_log_scores(contexts, legal_actions)
+
+
+def test_evaluation_binds_a_models_best_response_to_its_scored_probabilities_scoring_each_decision_once():
+    from sepo.evaluation import evaluate_policy, with_audit_fields
+
+    params = parse_params(with_best_response())
+    agent = CountingReasoner()
+    result, played = evaluate_policy(params, "kuhn", agent, episodes=2)
+    result, records = with_audit_fields(params, "kuhn", agent, result, played)
+    bound = result["audit"]["adaptive_opponents"]["agent_policy"]
+    reached = result["audit"]["infoset_decisions"]
+    after_reasoning = 1 / (1 + math.exp(-3))  # its probability of betting after its own reply, not its frequency 1
+    assert all(bound[k] == pytest.approx(after_reasoning) for k in INFOSETS if reached[k])
+    assert all(d.probabilities is not None for r in records for d in r.decisions)
+    # it never checks, so Jpb/Qpb/Kpb stay unreached even in the probes, whose episodes (one decision per
+    # hand for an agent that always bets or calls) were scored once, in the first pass, and then reused
+    unreached = result["audit"]["unreached"]
+    assert sorted(unreached) == ["Jpb", "Kpb", "Qpb"]
+    probe_decisions = len(unreached) * params.eval.unreached_infoset_replies * params.games["kuhn"].rounds
+    assert agent.scored == sum(len(r.decisions) for r in records) + probe_decisions  # nothing scored twice
