@@ -4,10 +4,12 @@
         --plots plots/ablation
 
 For each domain in ``ablation.games`` and each arm in ``ablation.runs``
-(penalty mode × advantage scaling), trains ``ablation.max_steps`` steps and
-evaluates the final policy on every pool; writes the table (penalty-gradient
-norm, exploit-pool advantage, collusion, externality, safety, with
-intervals, and the paired per_rollout − none exploit difference) to
+(penalty mode × advantage scaling, some with strategies added to the exploit
+pool they train against: ``per_rollout-batch-best_response``), trains
+``ablation.max_steps`` steps and evaluates the final policy on the training
+pools; writes the table (penalty-gradient norm, exploit-pool advantage,
+collusion, externality, safety, Kuhn's NashConv and key frequencies, with
+intervals, and each arm's paired difference to none-batch) to
 ``--metrics``, each arm's step log to ``--plots/<game>/<arm>.tsv`` and the
 measured reward components over steps to ``--plots/components.png``.
 """
@@ -52,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         histories.setdefault(game, {})[arm] = result.history
         write_text_atomic(Path(args.plots) / game / f"{arm}.tsv", history_tsv(result.history))
         norm = result.history[-1]["penalty_grad_norm"] if result.history else float("nan")
-        print(f"ablation {game} {arm}: exploit {result.evaluation['metrics']['exploit']['value']:.3f}, "
+        audit = result.evaluation.get("audit", {}).get("scalars", {})
+        nash_conv = f", NashConv {audit['nash_conv']['value']:.3f}" if "nash_conv" in audit else ""
+        print(f"ablation {game} {arm}: exploit {result.evaluation['metrics']['exploit']['value']:.3f}{nash_conv}, "
               f"last penalty-gradient norm {norm:.3g}", flush=True)
 
     table = run_ablation(params, args.model, on_arm=write_arm)
