@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.policy} on {args.game} ({time.perf_counter() - start:.1f} s): "
           + "  ".join(f"{k}={m[k]['value']:.3f}" for k in ("pay", "exploit", "collusion", "externality",
                                                              "safety", "invalid_rate")))
+    audit = result.get("audit", {})
+    for slot, bound in audit.get("adaptive_opponents", {}).get("slots", {}).items():
+        print(f"  {slot}: advantage {bound['advantage']['value']:.3f} (exact expectation "
+              f"{bound['expected_advantage']:.3f}); NashConv {audit['scalars']['nash_conv']['value']:.3f}")
     return 0
 
 
