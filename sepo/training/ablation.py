@@ -162,7 +162,10 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
     In a domain with a strategy audit (Kuhn) every arm and the SFT row also
     get the audit's scalars (``nash_conv``, ``exploitability``: value,
     ci_low, ci_high, of the played policy) and ``frequencies``; the audit's
-    labels and reference go once under ``AUDIT_REFERENCE``.
+    labels and reference go once under ``AUDIT_REFERENCE``.  An arm that
+    trained against a ``BestResponse`` records ``best_response``: how many
+    times its table was refreshed and the NashConv of the last one (the best
+    response's expected advantage as training last saw it).
     """
     keep = ("pay", "exploit", "collusion", "externality", "safety", "invalid_rate")
     table: dict[str, Any] = {}
@@ -171,6 +174,10 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
         trained = {} if name == SFT_ARM else {"penalty_grad_norm": _norm_summary(arm.history),
                                               "final_reward": final_reward, "adapter_sha256": arm.adapter_sha256}
         table[name] = {**trained, **{k: arm.evaluation["metrics"][k] for k in keep}}
+        refreshes = [row for row in arm.history if row.get("best_response_refresh") == 1.0]
+        if refreshes:  # an arm that trained against a best response: how often it moved, what it last expected
+            table[name]["best_response"] = {"refreshes": len(refreshes),
+                                            "last_nash_conv": refreshes[-1]["best_response_nash_conv"]}
         audit = arm.evaluation.get("audit")
         if audit:  # Kuhn: NashConv and exploitability of the played policy, its key frequencies
             table[name].update(audit["scalars"])
