@@ -39,6 +39,10 @@ class LogProgress:
         self.n = 0
         self.start = self.last = clock()
 
+    def _rate(self, rate: float) -> str:
+        """Units per second, or seconds per unit below one a second (an ablation arm takes minutes), as tqdm."""
+        return f"{1 / rate:.1f} s/{self.unit}" if 0 < rate < 1 else f"{rate:.1f} {self.unit}/s"
+
     def line(self) -> str:
         elapsed = self.clock() - self.start
         rate = self.n / elapsed if elapsed > 0 else 0.0
@@ -46,8 +50,8 @@ class LogProgress:
             left = max(self.total - self.n, 0) / rate if rate > 0 else float("nan")
             eta = _duration(left) if left == left else "?"
             return (f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100 * self.n / self.total:.0f}%), "
-                    f"{rate:.1f} {self.unit}/s, elapsed {_duration(elapsed)}, ETA {eta}")
-        return f"{self.desc}: {self.n} {self.unit}s, {rate:.1f} {self.unit}/s, elapsed {_duration(elapsed)}"
+                    f"{self._rate(rate)}, elapsed {_duration(elapsed)}, ETA {eta}")
+        return f"{self.desc}: {self.n} {self.unit}s, {self._rate(rate)}, elapsed {_duration(elapsed)}"
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -47,6 +47,7 @@ from sepo.config import AblationRun, Params, parse_params
 from sepo.evaluation import evaluate_games, with_audit_fields
 from sepo.games.protocol import EpisodeRecord
 from sepo.policies.scripted import strategy_names
+from sepo.progress import progress
 from sepo.training.groups import TRAINING_POOLS
 from sepo.training.rollout import sampling_settings
 from sepo.training.run import RunPlan, train
@@ -208,9 +209,13 @@ def run_ablation(params: Params, model_path: str | Path,
     jobs = [(game, run) for game in params.ablation.games for run in (None, *params.ablation.runs)
             if arm_applies(params, game, run)]
     results: dict[str, dict[str, ArmResult]] = {game: {} for game in params.ablation.games}
-    with tempfile.TemporaryDirectory(prefix="sepo-ablation-") as folder, _executor(params) as pool:
-        futures = {pool.submit(run_arm, params, game, run, model_path, Path(folder)): (game, run)
-                   for game, run in jobs}
+    with tempfile.TemporaryDirectory(prefix="sepo-ablation-") as folder, \
+            progress(total=len(jobs), desc="ablation", unit="arm") as advance, _executor(params) as pool:
+        futures: dict[Future, tuple[str, AblationRun | None]] = {}
+        for game, run in jobs:  # a callback counts each arm as it ends (one worker: inside submit)
+            future = pool.submit(run_arm, params, game, run, model_path, Path(folder))
+            future.add_done_callback(lambda _: advance(1))
+            futures[future] = (game, run)
         for future in as_completed(futures):
             game, run = futures[future]
             name = SFT_ARM if run is None else arm_name(run)
