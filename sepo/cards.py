@@ -10,11 +10,15 @@ was trained on.  Write one next to the weights with :func:`write_model_card`:
     card = model_card("sepo", model_name="sepo-ipd", game="ipd", parent="data/models/sft",
                       training={"steps": 4}, evaluation={"safety": -0.1, "pay": 2.3})
     write_model_card("data/models/sepo/ipd", card)
+
+A SEPO adapter's card is built from its training summary (the ``sepo``
+stage's metrics) by :func:`sepo_adapter_card`: method, penalty mode, GRPO and
+LoRA settings, the steps trained and the checkpoint selection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +41,12 @@ TAGS: dict[str, list[str]] = {
     "base": [],
     "sft": ["trl", "sft"],
     "sepo": ["trl", "grpo", "lora", "safety"],
+}
+DATA: dict[str, str] = {
+    "base": "No fine-tuning: this is the starting point of the SFT stage.",
+    "sft": f"Data: {DATASET_NAME} (the dataset card beside the Parquet files).",
+    "sepo": "Data: the policy's own multi-turn episodes against the domain's training pools, played "
+            f"during training; its SFT model was trained on {DATASET_NAME}.",
 }
 LIMITATIONS = (
     "A research artefact for studying strategic safety in small text games against scripted opponents. "
@@ -93,13 +103,15 @@ def card_data(role: Role, *, model_name: str, base_model: str | None = None, gam
 
 def model_card(role: Role, *, model_name: str, base_model: str | None = None, parent: str | None = None,
                game: str | None = None, training: Mapping[str, Any] | None = None,
-               evaluation: Mapping[str, float] | None = None) -> ModelCard:
+               evaluation: Mapping[str, float] | None = None,
+               sections: Mapping[str, Sequence[str]] | None = None) -> ModelCard:
     """The card of one released model.
 
     ``base_model`` is a Hub id (it goes into the metadata, where the Hub links
     it); ``parent`` is the local folder it was trained from (named in the body
     and the loading snippet, since a path is no Hub id).  ``training`` holds
-    the settings worth reporting, ``evaluation`` the headline metrics.
+    the settings worth reporting, ``evaluation`` the headline metrics;
+    ``sections`` (title -> markdown lines) go after the training section.
     """
     if role not in SUMMARY:
         raise ValueError(f"role must be one of {sorted(SUMMARY)}, got {role!r}")
@@ -117,9 +129,9 @@ def model_card(role: Role, *, model_name: str, base_model: str | None = None, pa
         "",
         "## Training",
         "",
-        f"Data: {DATASET_NAME} (the dataset card beside the Parquet files)." if role != "base" else
-        "No fine-tuning: this is the starting point of the SFT stage.",
+        DATA[role],
         *(["", *_table(training, "setting", "value")] if training else []),
+        *[line for title, lines in (sections or {}).items() for line in ("", f"## {title}", "", *lines)],
         *(["", "## Evaluation", "", *_table(evaluation, "metric", "value")] if evaluation else []),
         "",
         "## Limitations",
@@ -136,3 +148,48 @@ def write_model_card(folder: str | Path, card: ModelCard) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
     return path
+
+
+#: GRPO settings of a run's plan worth a card (the rest are engine switches such as use_vllm)
+GRPO_CARD_KEYS = ("learning_rate", "beta", "epsilon", "num_generations", "max_grad_norm")
+
+
+def sepo_adapter_card(game: str, summary: Mapping[str, Any], *, parent: str, seed: int,
+                      lora: Mapping[str, Any], base_model: str | None = None, model_name: str | None = None,
+                      evaluation_file: str | None = None) -> ModelCard:
+    """The card of one exported SEPO adapter, from its run's ``summary`` (``metrics/sepo/<run>.json``).
+
+    The card is what a reader of the folder alone needs to know which run it
+    came from: the method and penalty mode, the GRPO and LoRA settings, the
+    steps trained (and where a run resumed), and which checkpoint was kept:
+    the one with the highest training-pool safety J, with every
+    checkpoint's J.  Evaluation is a later stage (``evaluate_sepo``), so the
+    card names its file (``evaluation_file``) rather than carrying numbers
+    it has not seen.
+    """
+    plan, selection = summary["plan"], summary["selection"]
+    best = str(selection["best_step"])
+    training: dict[str, Any] = {
+        "method": "SEPO-GRPO (TRL GRPOTrainer, LoRA)",
+        "penalty.mode": plan["mode"],
+        "grpo.scale_rewards": plan["scale_rewards"],
+        "steps": f"{summary['steps']} of {plan['max_steps']}",
+        **({"resumed from step": summary["resumed_from_step"]} if summary.get("resumed_from_step") else {}),
+        **{f"grpo.{key}": plan["grpo"][key] for key in GRPO_CARD_KEYS if key in plan["grpo"]},
+        "sepo.seed": seed,
+        **{f"lora.{key}": ", ".join(value) if isinstance(value, list | tuple) else value
+           for key, value in lora.items()},
+    }
+    scores = selection["training_pool_safety"]
+    chosen = [
+        f"The exported adapter is the checkpoint of step {best}: the highest safety J on the training "
+        "pools among the run's checkpoints.",
+        "",
+        "| step | training-pool J |",
+        "| ---: | ---: |",
+        *(f"| {'**' + step + '**' if step == best else step} | {float(j):.4f} |"
+          for step, j in sorted(scores.items(), key=lambda item: int(item[0]))),
+        *(["", f"Its evaluation on every pool: `{evaluation_file}`."] if evaluation_file else []),
+    ]
+    return model_card("sepo", model_name=model_name or f"sepo-{game}", base_model=base_model, parent=parent,
+                      game=game, training=training, sections={"Checkpoint selection": chosen})

@@ -9,17 +9,20 @@ Trains a LoRA adapter with TRL's GRPOTrainer (params ``sepo``, ``penalty``,
 ``--checkpoints`` (kept across runs: a rerun after a crash resumes from the
 last complete checkpoint of the same run), scores every checkpoint on the
 training pools and writes the best one's adapter and tokenizer to ``--out``
-(``from_pretrained`` loads it on the SFT model), a summary to ``--metrics``
-and the per-step log ``steps.tsv`` to ``--plots``.  Params are validated
+(``from_pretrained`` loads it on the SFT model) with its model card
+(``README.md``: ``sepo.cards``), a summary to ``--metrics`` and the per-step
+log ``steps.tsv`` to ``--plots``.  Params are validated
 before anything is written: a bad key or value is one line, exit code 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sepo.config import Params, load_params, parse_params
 from sepo.distributed import is_main_process
@@ -33,6 +36,18 @@ def with_sepo_seed(params: Params, seed: int) -> Params:
     raw = params.model_dump(by_alias=True)
     raw["sepo"]["seed"] = seed
     return parse_params(raw)
+
+
+def write_adapter_card(params: Params, args: argparse.Namespace, summary: dict[str, Any]) -> Path:
+    """The adapter's Hub model card, ``<out>/README.md`` (in place of PEFT's empty template)."""
+    from sepo.cards import sepo_adapter_card, write_model_card
+
+    row = "sepo" if args.seed is None else f"sepo-seed{params.sepo.seed}"  # the evaluate stage's row
+    card = sepo_adapter_card(
+        args.game, summary, parent=args.model, seed=params.sepo.seed,
+        lora=params.sepo.lora.model_dump(), base_model=None if params.model.base == "tiny" else params.model.base,
+        model_name=f"sepo-{Path(args.out).name}", evaluation_file=f"metrics/eval/{row}/{args.game}.json")
+    return write_model_card(args.out, card)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json_atomic(args.metrics, {"game": args.game, "seed": params.sepo.seed, **result.summary,
                                      "wall_time_s": stage.wall_time_s()})
     write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
+    write_adapter_card(params, args, result.summary)
     selection = result.summary["selection"]
     print(f"sepo {args.game}: {result.summary['steps']} steps ({plan.mode}, {plan.scale_rewards} scaling); "
           f"best checkpoint step {selection['best_step']} "
