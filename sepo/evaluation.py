@@ -82,19 +82,10 @@ def evaluate_games(params: Params, game_names: Sequence[str], policy: AgentPolic
     episodes = params.eval.episodes if episodes is None else episodes
     seed = params.eval.seed if seed is None else seed
     specs = {g: evaluation_specs(params, g, episodes, seed, pools) for g in game_names}
-    first = [(g, i) for g in game_names for i, s in enumerate(specs[g]) if not adapts_to_agent(s.opponent)]
-    played: dict[str, dict[int, PlayedEpisode]] = {g: {} for g in game_names}
-    for (g, i), episode in zip(first, play_episodes([specs[g][i] for g, i in first], policy,
-                                                    batch_size=batch_size, on_step=on_step), strict=True):
-        played[g][i] = episode
-    adaptive = {g: bind_adaptive_opponents(params, g, policy, specs[g], played[g]) for g in game_names}
-    second = [(g, i) for g in game_names for i in adaptive[g].specs]
-    for (g, i), episode in zip(second, play_episodes([adaptive[g].specs[i] for g, i in second], policy,
-                                                     batch_size=batch_size, on_step=on_step), strict=True):
-        played[g][i] = episode
+    played, adaptive = play_binding_adaptive(params, specs, policy, batch_size=batch_size, on_step=on_step)
     out = {}
     for game_name in game_names:
-        mine = [played[game_name][i] for i in range(len(specs[game_name]))]
+        mine = played[game_name]
         game = params.game(game_name)
         metrics = evaluate_episodes(
             game, [p.record for p in mine], params.games[game_name].report_weights.model_dump(),
@@ -202,6 +193,29 @@ def bind_adaptive_opponents(params: Params, game_name: str, policy: AgentPolicy,
     agent_policy = audit.played_policy(records, unreached, exact_strategy=exact_strategy(policy))
     bound = {i: replace(specs[i], opponent=specs[i].opponent.bind_to_agent(agent_policy)) for i in adaptive}
     return BoundOpponents(specs=bound, agent_policy=agent_policy, unreached=unreached)
+
+
+def play_binding_adaptive(params: Params, specs: Mapping[str, Sequence[EpisodeSpec]], policy: AgentPolicy, *,
+                          batch_size: int | None = None, on_step: Callable[[int], None] | None = None,
+                          ) -> tuple[dict[str, list[PlayedEpisode]], dict[str, BoundOpponents]]:
+    """Every domain's ``specs`` in lockstep, adaptive opponents in a second pass bound to the first's measurement.
+
+    Returns per domain the played episodes in ``specs`` order (first-pass
+    ones scored when the audit reads probabilities) and its bound opponents.
+    Evaluation and SEPO's checkpoint selection both play this way, so a
+    ``BestResponse`` in any pool always faces the policy being scored.
+    """
+    first = [(g, i) for g in specs for i, s in enumerate(specs[g]) if not adapts_to_agent(s.opponent)]
+    played: dict[str, dict[int, PlayedEpisode]] = {g: {} for g in specs}
+    for (g, i), episode in zip(first, play_episodes([specs[g][i] for g, i in first], policy,
+                                                    batch_size=batch_size, on_step=on_step), strict=True):
+        played[g][i] = episode
+    bound = {g: bind_adaptive_opponents(params, g, policy, specs[g], played[g]) for g in specs}
+    second = [(g, i) for g in specs for i in bound[g].specs]
+    for (g, i), episode in zip(second, play_episodes([bound[g].specs[i] for g, i in second], policy,
+                                                     batch_size=batch_size, on_step=on_step), strict=True):
+        played[g][i] = episode
+    return {g: [played[g][i] for i in range(len(specs[g]))] for g in specs}, bound
 
 
 def slot_advantage(records: Sequence[EpisodeRecord], bootstrap_samples: int, confidence: float,

@@ -91,3 +91,9 @@ def test_a_tiny_run_refreshes_the_best_response_every_k_steps(tmp_path):
                                                                                             strict=True))
     rows = outcome.history
     assert [row["best_response_refresh"] for row in rows] == [1.0, 0.0, 1.0, 0.0, 1.0]
+    # checkpoint selection scores the pools too: its best response is bound to each checkpoint's own table
+    from sepo.training.selection import select_checkpoint
+
+    model = outcome.trainer.accelerator.unwrap_model(outcome.trainer.model)
+    selection = select_checkpoint(params, "kuhn", model, outcome.trainer.processing_class, tmp_path / "run", 5)
+    assert selection.best_step == 5

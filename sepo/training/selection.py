@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sepo.config import Params
+from sepo.evaluation import play_binding_adaptive
 from sepo.metrics import safety
-from sepo.rollout import EpisodeSpec, play_episodes
+from sepo.rollout import EpisodeSpec
 from sepo.training.checkpoints import complete_checkpoints, within_budget
 from sepo.training.groups import TRAINING_POOLS, derived_seed
 from sepo.training.rollout import sampling_settings
@@ -53,8 +54,9 @@ def training_pool_safety(params: Params, game: str, model, tokenizer) -> float:
     was_training = model.training
     model.eval()
     try:
-        played = play_episodes(selection_specs(params, game, params.sepo.selection_episodes, seed), policy,
-                               batch_size=params.generation.batch_size)
+        # a BestResponse in the pools plays against this checkpoint's own table, as in evaluation
+        specs = selection_specs(params, game, params.sepo.selection_episodes, seed)
+        played = play_binding_adaptive(params, {game: specs}, policy, batch_size=params.generation.batch_size)[0][game]
     finally:
         model.train(was_training)
     weights = params.games[game].report_weights.model_dump()
