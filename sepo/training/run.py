@@ -231,6 +231,8 @@ LOG_COLUMNS = {
     "zero_std_share": "zero_std_share", "kl": "kl", "invalid_rate": "invalid_rate",
     "penalty_grad_norm": "penalty_grad_norm", "loss": "loss", "grad_norm": "grad_norm",
     "entropy": "entropy", "step_time": "step_time", "rollout_time": "rollout_time",
+    # a BestResponse opponent (sepo.training.adaptive): refreshed this step, its bound table's NashConv
+    "best_response_refresh": "best_response_refresh", "best_response_nash_conv": "best_response_nash_conv",
 }
 
 
