@@ -97,3 +97,28 @@ def test_a_tiny_run_refreshes_the_best_response_every_k_steps(tmp_path):
     model = outcome.trainer.accelerator.unwrap_model(outcome.trainer.model)
     selection = select_checkpoint(params, "kuhn", model, outcome.trainer.processing_class, tmp_path / "run", 5)
     assert selection.best_step == 5
+
+
+@pytest.mark.slow
+def test_a_tiny_ablation_has_the_best_response_arm_on_kuhn_only_with_nash_conv_everywhere():
+    from sepo.training.ablation import run_ablation
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["kuhn"]["rounds"] = 2
+    raw["games"]["ipd"]["rounds"] = 2
+    raw["sepo"].update(groups_per_step=2, num_threads=1)
+    raw["generation"]["max_new_tokens"] = 8
+    raw["eval"]["bootstrap_samples"] = 50
+    arms = [{"mode": "per_rollout", "scale_rewards": "batch"}, {"mode": "none", "scale_rewards": "batch"},
+            {"mode": "per_rollout", "scale_rewards": "batch", "add_exploit": ["BestResponse"]}]
+    raw["ablation"].update(games=["ipd", "kuhn"], max_steps=2, eval_episodes=1, runs=arms, workers=2)
+    table = run_ablation(parse_params(raw), tiny_model_dir())
+    assert "per_rollout-batch-best_response" not in table["ipd"]
+    kuhn = table["kuhn"]
+    for arm in ("sft", "per_rollout-batch", "none-batch", "per_rollout-batch-best_response"):
+        assert {"value", "ci_low", "ci_high"} <= set(kuhn[arm]["nash_conv"]), arm
+        assert set(kuhn[arm]["frequencies"]) == {"j_bluff", "q_call", "k_bet"}
+    assert kuhn["per_rollout-batch-best_response"]["best_response"]["refreshes"] == 1  # steps 0 (k = 2)
+    assert "best_response" not in kuhn["per_rollout-batch"]
+    assert "per_rollout-batch-best_response − none-batch" in kuhn["paired_differences"]
+    assert kuhn["audit_reference"]["reference_frequencies"]["k_bet"] == 1.0
