@@ -57,7 +57,8 @@ def test_a_tiny_ablation_reports_exact_zero_penalty_gradients_for_constant_and_n
 
     table = run_ablation(params, tiny_model_dir(), on_arm=keep_history)
     kuhn = table["kuhn"]
-    assert set(kuhn) == {"sft", "per_rollout-batch", "constant-batch", "none-batch", "paired_differences"}
+    assert set(kuhn) == {"sft", "per_rollout-batch", "constant-batch", "none-batch", "paired_differences",
+                         "audit_reference"}
     assert set(kuhn["paired_differences"]) == {"per_rollout-batch − none-batch", "constant-batch − none-batch"}
     for arm in ("constant-batch", "none-batch"):
         assert kuhn[arm]["penalty_grad_norm"] == {"mean": 0.0, "max": 0.0}
