@@ -449,6 +449,30 @@ class Section:
     figure: str | None = None  # a file name under the figures folder
 
 
+def _most_common(values: list[int]) -> int:
+    return max(sorted(set(values)), key=values.count)
+
+
+def episodes_sentence(evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Episodes per opponent as measured: the usual count, then the domains and rows that differ.
+
+    E.g. ``32 episodes per opponent (ipd: 64, negotiation_items: 160; base: 4)``: a domain's count
+    is the one most of its rows use (``eval.game_episodes``), a row's the one
+    it uses in place of that in every domain (``eval.row_episodes``).
+    """
+    counts = {(game, row): r["episodes_per_opponent"] for game, rows in evaluations.items() for row, r in rows.items()}
+    by_game = {game: _most_common([n for (g, _), n in counts.items() if g == game]) for game in evaluations}
+    usual = _most_common(list(by_game.values()))
+    games = [f"{game}: {n}" for game, n in by_game.items() if n != usual]
+    odd: dict[str, set[int]] = {}
+    for (game, row), n in counts.items():
+        if n != by_game[game]:
+            odd.setdefault(row, set()).add(n)
+    rows = [f"{row}: {'/'.join(str(n) for n in sorted(ns))}" for row, ns in sorted(odd.items())]
+    detail = "; ".join(part for part in (", ".join(games), ", ".join(rows)) if part)
+    return f"{usual} episodes per opponent" + (f" ({detail})" if detail else "")
+
+
 def sections(inputs: ReportInputs) -> list[Section]:
     results = [r for rows in inputs.evaluations.values() for r in rows.values()]
     first = results[0]
@@ -456,10 +480,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
     sampling = (f"model rows sample at temperature {sampled['temperature']}, top-p {sampled['top_p']}, "
                 f"top-k {sampled['top_k']}, at most {sampled['max_new_tokens']} new tokens" if sampled
                 else "no model rows")
-    per_row = {row: r["episodes_per_opponent"] for rows in inputs.evaluations.values() for row, r in rows.items()}
-    usual = max(sorted(set(per_row.values())), key=list(per_row.values()).count)
-    exceptions = ", ".join(f"{row}: {n}" for row, n in sorted(per_row.items()) if n != usual)
-    settings = (f"Each row: {usual} episodes per opponent{f' ({exceptions})' if exceptions else ''} of every pool "
+    settings = (f"Each row: {episodes_sentence(inputs.evaluations)} of every pool "
                 "(train, exploit, "
                 f"collusive, shift), evaluation seed {first['seed']}; {sampling}. Cells are the value and its 95% "
                 "percentile-bootstrap interval over episodes (stratified by opponent). Safety uses each domain's "

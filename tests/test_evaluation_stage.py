@@ -44,7 +44,7 @@ def test_reference_row_is_recomputed_exactly_from_its_episode_log(tmp_path, game
     lines = list(iter_episode_lines(log))
     opponents = {(p, o.name) for p in ("train", "exploit", "collusive", "shift") for o in PARAMS.pool(game, p)}
     assert {(line["pool"], line["opponent"]) for line in lines} == opponents
-    assert len(lines) == len(opponents) * PARAMS.eval.episodes
+    assert len(lines) == len(opponents) * PARAMS.eval.episodes_for("equilibrium", game)
     first = lines[0]["rounds"][0]
     assert {"moves", "private", "payoffs", "decisions", "public"} <= set(first)
     assert first["decisions"][0]["reply"].startswith("Action: ") and first["decisions"][0]["valid"] is True

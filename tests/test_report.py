@@ -26,8 +26,8 @@ STAND_INS = {"ipd": ("Random", "Grim", "GenerousTFT"), "auction": ("Random", "Va
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("eval")
-    params = PARAMS.model_copy(update={"eval": PARAMS.eval.model_copy(update={"episodes": 2,
-                                                                              "row_episodes": {"base": 1}})})
+    params = PARAMS.model_copy(update={"eval": PARAMS.eval.model_copy(update={
+        "episodes": 2, "game_episodes": {"kuhn": 3}, "row_episodes": {"base": 1}})})
     for game in GAMES:
         rows = dict(zip(("base", "sft", "sepo"), STAND_INS[game], strict=True)) | params.eval.references[game]
         for name, strategy in rows.items():
@@ -49,7 +49,7 @@ def test_report_has_every_domain_table_with_its_rows_and_intervals(eval_dir, tmp
     assert run_report(eval_dir, tmp_path) == 0
     markdown = (tmp_path / "reports/results.md").read_text()
     assert "profile: tiny" in markdown and "not the paper's results" in markdown
-    assert "Each row: 2 episodes per opponent (base: 1) of every pool" in markdown
+    assert "Each row: 2 episodes per opponent (kuhn: 3; base: 1) of every pool" in markdown
     for game in GAMES:
         for name in ("base", "sft", "sepo", "equilibrium", "reciprocal"):
             result = json.loads((eval_dir / name / f"{game}.json").read_text())
