@@ -11,6 +11,7 @@ summary to ``--metrics`` and the loss curves ``train_loss.tsv`` and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -30,6 +31,26 @@ from sepo.tsv import tsv_table
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def refuse_unvalidated(report_path: str | Path) -> None:
+    """ConfigError unless the validate stage's report exists and passed.
+
+    Under ``dvc repro`` a failed validation already stops the pipeline; this
+    holds the same line when the stage is launched directly (``accelerate launch``).
+    """
+    path = Path(report_path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--validation {path}: no validation report; run the validate stage first") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--validation {path}: unreadable ({exc})") from None
+    if not isinstance(report, dict) or report.get("success") is not True:
+        failed = [f"{name}: {', '.join(d.get('failed', []))}" for name, d in
+                  (report.get("datasets", {}) if isinstance(report, dict) else {}).items() if d.get("failed")]
+        raise ConfigError(f"--validation {path}: the SFT data failed validation"
+                          + (f" ({'; '.join(failed)})" if failed else "") + "; fix the data or rerun validate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     stage = Stage("sft", __doc__)
     parser = stage.parser
@@ -38,9 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="data/models/sft", help="output model folder (default: data/models/sft)")
     parser.add_argument("--metrics", default="metrics/sft.json", help="summary JSON (default: metrics/sft.json)")
     parser.add_argument("--plots", default="plots/sft", help="loss-curve folder (default: plots/sft)")
+    parser.add_argument("--validation", default="reports/sft_validation.json",
+                        help="the validate stage's report; training refuses data it failed "
+                             "(default: reports/sft_validation.json)")
     args = stage.parse(argv)
     try:
         params = load_params(args.params)
+        refuse_unvalidated(args.validation)
         import torch
 
         from sepo.models.loading import load_model_and_tokenizer

@@ -84,6 +84,19 @@ def _would_be_committed(root: Path) -> list[str]:
     return [p for p in listed.split("\0") if p and (root / p).is_file()]
 
 
+def output_digests(root: Path) -> dict[str, str]:
+    """md5 of every file under every output that ``dvc.lock`` records (folders file by file)."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    digests = {}
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            path = root / out["path"]
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+            for f in files:
+                digests[str(f.relative_to(root))] = md5(f)
+    return digests
+
+
 @pytest.mark.slow
 def test_a_fresh_clone_pulls_the_released_data_from_the_default_remote(tmp_path):
     """No credentials, no network: the default remote is a folder committed in the repository.
@@ -112,6 +125,17 @@ def test_a_fresh_clone_pulls_the_released_data_from_the_default_remote(tmp_path)
     evaluated = run([sys.executable, "-m", "sepo.cli", "evaluate", "--policy", "model:data/models/sft",
                      "--game", "ipd", "--episodes", "1"], cwd=clone)
     assert evaluated.returncode == 0 and "safety" in evaluated.stdout, evaluated.stdout + evaluated.stderr
+
+    # a bad value under `dvc repro`: stage params fails first, in one line, before DVC removes any output
+    # (the evaluate stages would be the first to rerun, and DVC deletes a stage's outputs before its command)
+    before = output_digests(clone)
+    assert len(before) > 100 and "data/models/sft/model.safetensors" in before
+    (clone / "params.yaml").write_text(yaml.safe_dump(_set(RAW, "eval.episodes", 0), sort_keys=False))
+    repro = run([*dvc, "repro"], cwd=clone)
+    assert repro.returncode != 0
+    errors = [line for line in (repro.stdout + repro.stderr).splitlines() if line.startswith("params: error:")]
+    assert len(errors) == 1 and "eval.episodes" in errors[0], repro.stdout + repro.stderr
+    assert output_digests(clone) == before  # every output, cached and cache: false alike, byte for byte
 
 
 def test_the_release_remote_holds_every_cached_output_of_dvc_lock():

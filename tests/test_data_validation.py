@@ -82,18 +82,35 @@ def _round_out_of_range(rows):
     next(r for r in rows if r["game"] == "negotiation")["round"] = 5  # negotiation has 4 rounds
 
 
-@pytest.mark.parametrize(("mutate", "check"), [
-    (_illegal_action, "action_in_legal_actions"),
-    (_mismatched_last_line, "last_line_is_action"),
-    (_null_prompt, "prompt_not_null"),
-    (_round_out_of_range, "round_in_range:negotiation"),
+def _illegal_but_listed(rows):
+    # facing a bet, BET is not legal; listing it among the row's legal actions fools a column check
+    row = next(r for r in rows if r["game"] == "kuhn" and "CALL" in r["legal_actions"])
+    row["legal_actions"] = [*row["legal_actions"], "BET"]
+    row["action"] = "BET"
+    reply = row["completion"][0]
+    reply["content"] = reply["content"].rsplit("\n", 1)[0] + "\nAction: BET"
+
+
+REPLAY = "episode_replays_in_engine"
+
+
+@pytest.mark.parametrize(("mutate", "dataset", "checks"), [
+    (_illegal_action, "multi", ["action_in_legal_actions", REPLAY]),
+    (_mismatched_last_line, "multi", ["last_line_is_action", REPLAY]),  # the next decision's chat differs
+    (_null_prompt, "multi", ["prompt_not_null", REPLAY]),
+    (_round_out_of_range, "multi", ["round_in_range:negotiation"]),
+    (_illegal_but_listed, "kuhn", [REPLAY]),  # only the engine knows BET is not legal there
 ])
-def test_each_breakage_is_caught_by_its_own_expectation(clean, tmp_path, mutate, check):
-    folder = broken_copy(clean, tmp_path, "multi", "train", mutate)
-    report = validate_dataset(PARAMS, folder, "multi")
-    assert failed(report) == [check]
-    assert report["checks"][check]["unexpected_count"] == 1
-    assert len(report["checks"][check]["unexpected_ids"]) == 1
+def test_each_breakage_is_caught_by_its_own_expectation(clean, tmp_path, mutate, dataset, checks):
+    folder = broken_copy(clean, tmp_path, dataset, "train", mutate)
+    report = validate_dataset(PARAMS, folder, dataset)
+    assert sorted(failed(report)) == sorted(checks)
+    check = checks[0]
+    if check == REPLAY:  # the broken row, and every later decision of its episode (the engine's state differs)
+        assert report["checks"][check]["unexpected_count"] >= 1
+    else:
+        assert report["checks"][check]["unexpected_count"] == 1
+        assert len(report["checks"][check]["unexpected_ids"]) == 1
 
 
 def test_a_leaked_episode_is_caught(clean, tmp_path):
@@ -107,7 +124,8 @@ def test_a_leaked_episode_is_caught(clean, tmp_path):
 
     folder = broken_copy(clean, tmp_path, "kuhn", "valid", leak)
     report = validate_dataset(PARAMS, folder, "kuhn")
-    assert failed(report) == ["splits_share_no_episode"]
+    # two episodes under one id no longer replay as one
+    assert sorted(failed(report)) == [REPLAY, "splits_share_no_episode"]
     assert all(i.startswith(("kuhn/train/", "kuhn/valid/")) for i in
                report["checks"]["splits_share_no_episode"]["unexpected_ids"])
 
@@ -136,6 +154,6 @@ def test_the_stage_exits_nonzero_and_the_report_names_the_failure(clean, tmp_pat
     assert "multi: action_in_legal_actions failed" in result.stderr
     report = json.loads(report_path.read_text())
     assert report["success"] is False
-    assert report["datasets"]["multi"]["failed"] == ["action_in_legal_actions"]
+    assert report["datasets"]["multi"]["failed"] == ["action_in_legal_actions", REPLAY]
     assert report["datasets"]["kuhn"]["success"] is True
-    assert json.loads(metrics_path.read_text())["datasets"]["multi"]["failed"] == 1
+    assert json.loads(metrics_path.read_text())["datasets"]["multi"]["failed"] == 2

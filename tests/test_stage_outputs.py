@@ -62,3 +62,23 @@ def test_a_stage_reports_a_bad_input_as_one_line_and_status_2(capsys):
     assert capsys.readouterr().err == "demo: error: --data x: missing\n"
     assert stage.parser.description == "Demo stage: does nothing."
     assert stage.wall_time_s() >= 0.0
+
+
+@pytest.mark.parametrize(("report", "message"), [
+    (None, "no validation report; run the validate stage first"),
+    ('{"success": false, "datasets": {"kuhn": {"failed": ["episode_replays_in_engine"]}}}',
+     "failed validation (kuhn: episode_replays_in_engine)"),
+    ("not json", "unreadable"),
+])
+def test_sft_launched_directly_refuses_data_that_failed_validation(tmp_path, capsys, report, message):
+    from stages import sft as sft_stage
+
+    validation = tmp_path / "sft_validation.json"
+    if report is not None:
+        validation.write_text(report)
+    out = tmp_path / "sft"
+    assert sft_stage.main(["--validation", str(validation), "--out", str(out),
+                           "--metrics", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists() and not (tmp_path / "m.json").exists()

@@ -104,8 +104,12 @@ def share_column(split: str, game: str, demonstrator: str) -> str:
     return f"share:{split}:{game}:{demonstrator}"
 
 
-def validation_frame(splits: dict[str, pa.Table], mixtures: Mixtures) -> pd.DataFrame:
+def validation_frame(splits: dict[str, pa.Table], mixtures: Mixtures,
+                     replayed: Sequence[bool | None] | None = None) -> pd.DataFrame:
     """Train and valid rows with a ``split`` column and the derived columns the suite checks.
+
+    ``replayed`` holds, per row in split order, whether the engine's replay of
+    its episode agrees with it (``sepo.data.replay``); None where it could not be run.
 
     Derived values of a row with a missing input are null, so a null is
     reported by its own not-null expectation, not by every check built on it.
@@ -134,6 +138,8 @@ def validation_frame(splits: dict[str, pa.Table], mixtures: Mixtures) -> pd.Data
             frame[name] = pd.Series(raw[name], dtype=object)
     for name, values in derived.items():
         frame[name] = pd.Series(values, dtype=object)
+    frame["replays_in_engine"] = pd.Series(list(replayed) if replayed is not None else [None] * len(frame),
+                                           dtype=object)
     frame["approx_tokens"] = pd.Series([_tokens(p, c) for p, c in zip(prompts, completions, strict=True)],
                                        dtype="int64")
     episodes = pd.Series(raw["episode_id"], dtype=object)
@@ -151,7 +157,8 @@ def validation_frame(splits: dict[str, pa.Table], mixtures: Mixtures) -> pd.Data
 def frame_columns(mixtures: Mixtures) -> list[str]:
     """The columns ``validation_frame`` produces from well-formed files, in order."""
     return [*COLUMNS, "split", "prompt_roles", "completion_roles", "completion_last_line", "action_line",
-            "action_is_legal", "game_demonstrator", "game_opponent", "approx_tokens", "episode_splits",
+            "action_is_legal", "game_demonstrator", "game_opponent", "replays_in_engine", "approx_tokens",
+            "episode_splits",
             *(share_column(split, game, demonstrator)
               for split in SPLITS for game, mixture in mixtures.items() for demonstrator in mixture)]
 
@@ -197,6 +204,8 @@ def dataset_checks(params: Params, dataset: str) -> list[Any]:
                column="game_opponent", value_set=pool_pairs),
         _check("action_in_legal_actions", gxe.ExpectColumnValuesToBeInSet,
                column="action_is_legal", value_set=[True]),
+        _check("episode_replays_in_engine", gxe.ExpectColumnValuesToBeInSet,
+               column="replays_in_engine", value_set=[True]),
         _check("last_line_is_action", gxe.ExpectColumnPairValuesToBeEqual,
                column_A="completion_last_line", column_B="action_line"),
         _check("splits_share_no_episode", gxe.ExpectColumnValuesToBeInSet,
@@ -274,7 +283,7 @@ def run_checks(frame: pd.DataFrame, checks: Sequence[Any], suite_name: str,
 def validate_dataset(params: Params, folder: str | Path, dataset: str) -> dict[str, Any]:
     """The report of one dataset: success, sizes, token statistics and every check."""
     splits = {split: read_split(folder, split_path(dataset, split)) for split in SPLITS}
-    frame = validation_frame(splits, dataset_mixtures(params, dataset))
+    frame = validation_frame(splits, dataset_mixtures(params, dataset), engine_replay(params, splits))
     checks = run_checks(frame, dataset_checks(params, dataset), dataset, params.validation.unexpected_examples)
     failed = [name for name, check in checks.items() if not check["success"]]
     return {
@@ -286,6 +295,20 @@ def validate_dataset(params: Params, folder: str | Path, dataset: str) -> dict[s
                           "budget": params.validation.max_tokens},
         "checks": checks,
     }
+
+
+def engine_replay(params: Params, splits: Mapping[str, pa.Table]) -> list[bool] | None:
+    """Per row (split order), whether the engine's replay of its episode agrees (``sepo.data.replay``).
+
+    None when a column the replay needs is missing: the schema check names that.
+    """
+    from sepo.data.replay import replay_agreement
+
+    needed = ["id", "episode_id", "episode_seed", "game", "opponent", "prompt", "completion", "action",
+              "legal_actions"]
+    if any(name not in t.column_names for t in splits.values() for name in needed):
+        return None
+    return replay_agreement(params, [row for t in splits.values() for row in t.select(needed).to_pylist()])
 
 
 def validate_datasets(params: Params, folder: str | Path) -> dict[str, Any]:
