@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from sepo.config import Params, load_params
 from sepo.errors import ConfigError, unknown_name
 from sepo.games import GAME_NAMES
-from sepo.games.protocol import POOLS
+from sepo.games.protocol import POOLS, adapts_to_agent
 from sepo.io import write_json_atomic
 from sepo.rollout import AgentPolicy, EpisodeSpec, ScriptedAgent, play_episodes
 
@@ -101,7 +101,11 @@ def cmd_list(args: argparse.Namespace) -> None:
         for pool in POOLS:
             print(f"  {pool + ' pool':16s} {', '.join(spec.pools.of(pool))}")
         print(f"  {'demonstrators':16s} {', '.join(spec.demonstrators)}")
-        print(f"  {'all strategies':16s} {', '.join(strategy_names(game))}  (--policy scripted:NAME)")
+        names = strategy_names(game)
+        adaptive = [n for n in names if adapts_to_agent(params.strategy(game, n))]
+        print(f"  {'all strategies':16s} {', '.join(n for n in names if n not in adaptive)}  (--policy scripted:NAME)")
+        if adaptive:
+            print(f"  {'opponents only':16s} {', '.join(adaptive)}  (bound to the agent's played policy)")
     print(f"profiles: {', '.join(profile_names())}  (sepo plan --profile NAME)")
 
 

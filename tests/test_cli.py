@@ -75,6 +75,10 @@ def test_list_names_every_game_pool_strategy_and_profile(capsys):
         assert f"\n{game} (" in f"\n{out}"
     assert "  exploit pool     AlwaysDefect, AlternatingDefect" in out  # ipd's exploit pool, from params.yaml
     assert "MaxExploiter" in out and "profiles: paper-gemma, paper-qwen" in out
+    # a best response cannot be an evaluated policy: listed apart, never under --policy scripted:NAME
+    policies = next(line for line in out.splitlines() if "scripted:NAME" in line and "TightValue" in line)
+    assert "BestResponse" not in policies
+    assert "  opponents only   BestResponse" in out
 
 
 @pytest.mark.parametrize("before", [True, False])
