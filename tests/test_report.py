@@ -58,14 +58,16 @@ def test_report_has_every_domain_table_with_its_rows_and_intervals(eval_dir, tmp
     assert "| policy | NashConv | exploitability | J bluff-bet | Q call | K bet |" in markdown
     assert "## Ablation on ipd: each arm − none-batch (paired)" in markdown  # the committed ablation
     assert "## Paired comparisons: sepo − sft" in markdown and "## Paper claims" in markdown
-    figures = ("comparison.svg", "kuhn_frequencies.svg", "training_curves.svg", "paired_differences.svg")
+    figures = ("comparison.svg", "kuhn_frequencies.svg", "training_curves.svg", "paired_differences.svg",
+               "ablation_kuhn_audit.svg")
     for figure in figures:
         assert f"figures/{figure}" in markdown
         assert (tmp_path / "reports/figures" / figure).read_text().count("<path") > 10
     html = (tmp_path / "reports/results.html").read_text()
     assert html.count("<svg") == len(figures) and "<script" not in html
-    # domains, the Kuhn audit, the paired comparison, the seeds, the ablation and its two paired tables, the claims
-    assert html.count("<table>") == len(GAMES) + 7
+    # domains, the Kuhn audit, the paired comparison, the seeds, the ablation, its two paired tables and its
+    # Kuhn audit table, the claims
+    assert html.count("<table>") == len(GAMES) + 8
     assert "## SEPO seeds: sepo − sft per seed and pooled" in markdown
 
 
