@@ -13,11 +13,11 @@ the evaluation files and the report; a headline is for seeing what moved.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sepo.errors import ConfigError
+from sepo.replicates import replicate_rows
 
 #: the evaluation metrics a headline keeps (their ``value``), in this order
 METRICS = ("pay", "exploit", "safety", "nra", "invalid_rate")
@@ -25,8 +25,6 @@ METRICS = ("pay", "exploit", "safety", "nra", "invalid_rate")
 AUDIT_SCALARS = ("nash_conv",)
 #: decimals kept: far below any interval's width, and float noise (a NashConv of 5.6e-17) reads as 0
 DECIMALS = 6
-#: a replicate row of ``<row>``: ``<row>-seed<k>`` (stage ``evaluate_sepo_replicate``)
-REPLICATE = re.compile(r"-seed\d+$")
 
 
 def _values(path: Path) -> dict[str, float]:
@@ -40,12 +38,6 @@ def _values(path: Path) -> dict[str, float]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not an evaluation result ({type(exc).__name__}: {exc})") from exc
     return values
-
-
-def _replicates(eval_dir: Path, row: str, game: str) -> list[str]:
-    """``<row>-seed<k>`` rows evaluated on ``game``, in seed order."""
-    found = [p.parent.name for p in eval_dir.glob(f"{row}-seed*/{game}.json") if REPLICATE.search(p.parent.name)]
-    return sorted(found, key=lambda name: int(name.rsplit("seed", 1)[1]))
 
 
 def headline(eval_dir: str | Path, rows: Mapping[str, Sequence[str]],
@@ -64,7 +56,7 @@ def headline(eval_dir: str | Path, rows: Mapping[str, Sequence[str]],
         for row in required:
             names.append(row)
             if row in replicated:
-                names.extend(_replicates(eval_dir, row, game))
+                names.extend(replicate_rows(eval_dir, row, game))
         for row in names:
             path = eval_dir / row / f"{game}.json"
             if not path.is_file():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sepo.games import GAME_NAMES
+from sepo.replicates import replicate_seed
 
 #: the model rows in the paper's order; references follow in params order
 MODEL_ROWS = ("base", "sft", "sepo")
@@ -89,7 +90,7 @@ class ReportInputs:
     def rows(self, game: str) -> list[str]:
         """Row names of a domain's table: base, SFT, SEPO, its replicate seeds, then the references."""
         present = self.evaluations[game]
-        replicates = sorted(r for r in present if is_replicate(r))
+        replicates = sorted((r for r in present if is_replicate(r)), key=replicate_seed)
         return ([r for r in MODEL_ROWS if r in present] + replicates
                 + sorted(r for r in present if r not in MODEL_ROWS and r not in replicates))
 
@@ -101,14 +102,14 @@ def _read_tsv(path: Path) -> list[dict[str, float]]:
 
 
 def is_replicate(row: str) -> bool:
-    """A replicate SEPO run's row: ``sepo-seed<k>``."""
-    return row.startswith("sepo-seed") and row.removeprefix("sepo-seed").isdigit()
+    """A replicate SEPO run's row: ``sepo-seed<k>`` (``sepo.replicates``)."""
+    return replicate_seed(row) is not None
 
 
 def label(row: str) -> str:
     """A row name as the report shows it: 'SFT', 'SEPO', 'SEPO seed 1', or the name itself."""
     if is_replicate(row):
-        return f"SEPO seed {row.removeprefix('sepo-seed')}"
+        return f"SEPO seed {replicate_seed(row)}"
     return ROW_LABELS.get(row, row)
 
 

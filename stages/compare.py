@@ -22,6 +22,7 @@ from pathlib import Path
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
+from sepo.replicates import replicate_rows
 from sepo.stage import Stage
 
 
@@ -54,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (treated, treated_log), (control, control_log) = rows[args.treated, game], rows[args.control, game]
         control_row = (control, read_episodes(control_log))
         seeds = {args.treated: (treated, read_episodes(treated_log))}
-        for path in sorted(Path(args.eval).glob(f"{args.treated}-seed*/{game}.json")):
-            seeds[path.parent.name] = (json.loads(path.read_text()),
-                                       read_episodes(path.with_suffix(".episodes.jsonl.gz")))
+        for name in replicate_rows(args.eval, args.treated, game):
+            path = Path(args.eval) / name / f"{game}.json"
+            seeds[name] = (json.loads(path.read_text()), read_episodes(path.with_suffix(".episodes.jsonl.gz")))
         differences[game] = row_difference(params.game(game), seeds[args.treated], control_row, **settings)
         if len(seeds) > 1:
             replicates[game] = {name: row_difference(params.game(game), row, control_row, **settings)

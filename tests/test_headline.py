@@ -112,3 +112,14 @@ def test_dvc_shows_only_the_headline_and_the_small_files_as_metrics():
     assert "metrics/headline.json" in paths or not (ROOT / "metrics" / "headline.json").exists()
     assert not any(p.startswith(("metrics/eval/", "metrics/sepo/")) for p in paths), sorted(paths)
     assert not {"metrics/comparisons.json", "metrics/ablation.json"} & paths
+
+
+def test_replicate_rows_follow_one_rule_in_seed_order(tmp_path):
+    from sepo.replicates import replicate_rows, replicate_seed
+
+    for name in ("sepo-seed10", "sepo-seed2", "sepo-seedx", "sepo-seed1", "sft-seed1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ipd.json").write_text("{}")
+    assert replicate_rows(tmp_path, "sepo", "ipd") == ["sepo-seed1", "sepo-seed2", "sepo-seed10"]
+    assert replicate_seed("sepo-seed10") == 10 and replicate_seed("sepo-seedx") is None
+    assert replicate_seed("sft-seed1") is None and replicate_seed("sft-seed1", "sft") == 1
