@@ -21,6 +21,10 @@ import subprocess
 import sys
 import time
 
+from sepo.cpu_kernels import PINNED_CPU_ENVIRONMENT
+
+PINNED = {k: v for k, v in PINNED_CPU_ENVIRONMENT.items() if k != "OMP_WAIT_POLICY"}
+
 SETTINGS = {
     "default (this machine's best ISA, 1 thread)": {},
     "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
@@ -29,6 +33,11 @@ SETTINGS = {
     "MKL_CBWR=AVX2": {"MKL_CBWR": "AVX2"},
     "ATEN_CPU_CAPABILITY=avx2 + MKL_CBWR=AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
     "2 threads": {"THREADS": "2"},
+    "the stages' pinning (sepo.cpu_kernels)": PINNED,
+    "the stages' pinning, ONEDNN_MAX_CPU_ISA unset": {k: v for k, v in PINNED.items() if k != "ONEDNN_MAX_CPU_ISA"},
+    "the stages' pinning, 2 threads": {**PINNED, "THREADS": "2"},
+    "the stages' pinning, 2 threads, again": {**PINNED, "THREADS": "2"},
+    "the stages' pinning + deterministic algorithms": {**PINNED, "DETERMINISTIC": "1"},
 }
 
 CHILD = r"""
@@ -36,6 +45,7 @@ import hashlib, json, os, sys, time, torch
 from transformers import AutoModelForCausalLM
 torch.manual_seed(0)
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+torch.use_deterministic_algorithms(os.environ.get("DETERMINISTIC") == "1")
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
 generator = torch.Generator().manual_seed(0)
 batches = [torch.randint(model.config.vocab_size, (2, 256), generator=generator) for _ in range(4)]
@@ -51,7 +61,8 @@ seconds = time.perf_counter() - start
 digest = hashlib.sha256()
 for name, tensor in sorted(model.state_dict().items()):
     digest.update(tensor.detach().contiguous().numpy().tobytes())
-print(json.dumps({"sha256": digest.hexdigest(), "seconds": seconds, "loss": float(loss)}))
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "sha256": digest.hexdigest(),
+                  "seconds": seconds, "loss": float(loss)}))
 """
 
 
@@ -62,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for label, env in SETTINGS.items():
-        full = {**os.environ, "OMP_NUM_THREADS": env.get("THREADS", "1"), **env}
+        inherited = {k: v for k, v in os.environ.items() if k not in PINNED}
+        full = {**inherited, "OMP_NUM_THREADS": env.get("THREADS", "1"), **env}
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", CHILD, args.model, str(args.steps)], env=full,
                               capture_output=True, text=True, check=True)
@@ -73,7 +85,7 @@ def main() -> None:
     for label, r in results.items():
         same = "same bits" if r["sha256"] == base["sha256"] else "DIFFERENT bits"
         print(f"  {label:45s} {r['seconds']:6.1f} s  ×{r['seconds'] / base['seconds']:4.2f}  "
-              f"{r['sha256'][:12]}  {same}  loss {r['loss']:.6f}")
+              f"{r['sha256'][:12]}  {same}  {r['capability']:7s} loss {r['loss']:.6f}")
 
 
 if __name__ == "__main__":

@@ -334,6 +334,10 @@ class SepoParams(_Strict):
         gt=0, description="k: an opponent that adapts to the agent (Kuhn's BestResponse, when a pool lists it) "
         "is re-bound to the current model's played table every k steps, measured on that step's other "
         "rollouts (step 0 measures the SFT model)")
+    best_response_mixture: Literal["latest", "average"] = Field(
+        description="which best responses such an opponent plays: latest, the best response to the table of "
+        "the latest refresh; average (fictitious play), each episode one of the best responses of every "
+        "refresh so far, drawn uniformly from the episode's seed")
     lora: LoraParams
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
     seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of the adapter init, the group order "
@@ -400,8 +404,17 @@ class AblationParams(_Strict):
                                                        "scaling) arms")
     max_steps: int = Field(gt=0, description="optimizer steps per run")
     eval_episodes: int = Field(gt=0, description="evaluation episodes per opponent of the final policy")
+    game_eval_episodes: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="evaluation episodes per opponent in particular domains instead, "
+        "for every arm alike (so arms stay paired): where the arms' differences are small beside the "
+        "episodes' spread")
     workers: int = Field(gt=0, description="arms trained at once, each in its own process (1: in the "
                          "stage's process, as on one GPU)")
+
+    def eval_episodes_for(self, game: str) -> int:
+        """Evaluation episodes per opponent of every arm in ``game``: ``game_eval_episodes``, else
+        ``eval_episodes``."""
+        return self.game_eval_episodes.get(game, self.eval_episodes)
 
 
 class EvaluationTarget(_Strict):
@@ -526,6 +539,10 @@ class Params(_Strict):
         for game in self.eval.game_episodes:
             if game not in GAME_NAMES:
                 raise ConfigError(f"eval.game_episodes.{game}: {unknown_name('game', game, GAME_NAMES)}")
+        for game in self.ablation.game_eval_episodes:
+            if game not in self.ablation.games:
+                raise ConfigError(f"ablation.game_eval_episodes.{game}: "
+                                  f"{unknown_name('ablation game', game, self.ablation.games)}")
         for row in self.eval.row_episodes:
             if row not in rows:
                 raise ConfigError(f"eval.row_episodes.{row}: {unknown_name('report row', row, rows)}")

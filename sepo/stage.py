@@ -5,7 +5,9 @@ input is one line on stderr that names the stage, and exit status 2, so
 ``dvc repro`` stops with every earlier output intact; only then does the
 stage work.  The clock starts when the arguments are parsed, and
 ``wall_time_s`` is what a stage writes into its metrics file (issue 16: every
-stage reports its own wall time).
+stage reports its own wall time).  Constructing a ``Stage`` pins the CPU
+kernels (``sepo.cpu_kernels``) before the stage imports torch, so every stage
+computes the same bits on any AVX2 x86 machine.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+from sepo.cpu_kernels import pin_cpu_kernels
+
 
 class Stage:
     """One invocation of a stage script (``Stage("sft", __doc__)``)."""
 
     def __init__(self, name: str, doc: str | None) -> None:
+        pin_cpu_kernels()
         self.name = name
         first_line = (doc or name).strip().splitlines()[0]
         self.parser = argparse.ArgumentParser(description=first_line)

@@ -30,8 +30,6 @@ from sepo.config import load_params
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads beside the other stages
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -12,7 +12,6 @@ summary to ``--metrics`` and the loss curves ``train_loss.tsv`` and
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -24,11 +23,6 @@ from sepo.errors import ConfigError
 from sepo.io import partial_folder, replace_folder, write_json_atomic, write_text_atomic
 from sepo.stage import Stage
 from sepo.tsv import tsv_table
-
-# Idle OpenMP threads sleep instead of spinning: beside other work, spinning threads
-# made a 2-thread training step 20 times slower; sleeping ones cost nothing when the
-# cores are free.  Must be set before torch starts its thread pool.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def refuse_unvalidated(report_path: str | Path) -> None:

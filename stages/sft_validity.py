@@ -12,7 +12,6 @@ from its context) and the stage's wall time.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,8 +22,6 @@ from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic
 from sepo.stage import Stage
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in stages/sft.py: no spinning threads beside other work
 
 
 def main(argv: Sequence[str] | None = None) -> int:

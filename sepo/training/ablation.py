@@ -138,7 +138,7 @@ def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str 
         if params.sepo.num_threads:
             torch.set_num_threads(params.sepo.num_threads)
         model, tokenizer = load_policy_model(params, model_path)
-        evaluation, records = evaluate_model(params, game, model, tokenizer, params.ablation.eval_episodes)
+        evaluation, records = evaluate_model(params, game, model, tokenizer, params.ablation.eval_episodes_for(game))
         return ArmResult(history=[], evaluation=evaluation, episodes=records)
     training = arm_params(params, game, run)
     plan = RunPlan.from_params(training, game, mode=run.mode, scale_rewards=run.scale_rewards,
@@ -147,7 +147,7 @@ def run_arm(params: Params, game: str, run: AblationRun | None, model_path: str 
     trainer = outcome.trainer
     model = trainer.accelerator.unwrap_model(trainer.model)
     evaluation, records = evaluate_model(params, game, model, trainer.processing_class,
-                                         params.ablation.eval_episodes)
+                                         params.ablation.eval_episodes_for(game))
     return ArmResult(history=outcome.history, evaluation=evaluation, episodes=records,
                      adapter_sha256=adapter_sha256(model))
 
