@@ -16,7 +16,6 @@ measured reward components over steps to ``--plots/components.png``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -25,25 +24,25 @@ from pathlib import Path
 from sepo.config import load_params
 from sepo.errors import ConfigError
 from sepo.io import write_json_atomic, write_text_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("ablation", __doc__)
+    parser = stage.parser
     parser.add_argument("--model", default="data/models/sft",
                         help="SFT model folder (default: data/models/sft)")
     parser.add_argument("--metrics", default="metrics/ablation.json",
                         help="the table (default: metrics/ablation.json)")
     parser.add_argument("--plots", default="plots/ablation", help="plots folder (default: plots/ablation)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         from sepo.models.loading import resolve_model_source
 
         resolve_model_source(args.model, params.model.trust_remote_code)
     except ConfigError as exc:
-        print(f"ablation: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
     from sepo.training.ablation import plot_components, run_ablation
     from sepo.training.run import history_tsv

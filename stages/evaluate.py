@@ -18,7 +18,6 @@ are validated before anything is written: a bad one is one line, exit 2.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,18 +28,19 @@ from tqdm import tqdm
 from sepo.config import load_params
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic
+from sepo.stage import Stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    stage = Stage("evaluate", __doc__)
+    parser = stage.parser
     parser.add_argument("--game", required=True, help="domain to evaluate on")
     parser.add_argument("--policy", required=True,
                         help="the row's name: base, sft, sepo (with --model) or a role of eval.references")
     parser.add_argument("--model", help="model folder or Hub id; omit for a scripted reference")
     parser.add_argument("--out", required=True, help="metrics JSON")
     parser.add_argument("--episodes", required=True, help="episode log (gzip JSON Lines)")
-    args = parser.parse_args(argv)
+    args = stage.parse(argv)
     try:
         params = load_params(args.params)
         if args.game not in params.games:
@@ -62,8 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy = ScriptedAgent(params.strategy(args.game, roles[args.policy]))
             source = f"scripted:{roles[args.policy]}"
     except ConfigError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        return 2
+        return stage.input_error(exc)
     from sepo.episode_log import write_episodes
     from sepo.evaluation import policy_evaluation
 
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result, records = policy_evaluation(params, args.game, policy, name=args.policy, source=source,
                                             batch_size=params.generation.batch_size, on_step=bar.update)
     result["episodes_file"] = os.path.basename(args.episodes)
-    result["wall_time_s"] = round(time.perf_counter() - start, 1)
+    result["wall_time_s"] = stage.wall_time_s()
     write_episodes(args.episodes, records)
     write_json_atomic(args.out, result)
     m = result["metrics"]

@@ -74,3 +74,11 @@ def test_missing_file_and_bad_yaml_are_one_line(tmp_path):
 def test_strategy_overrides_reach_the_strategy():
     params = parse_params(_broken("games.ipd.strategies", {"GenerousTFT": {"forgive": 0.9}}))
     assert params.strategy("ipd", "GenerousTFT").forgive == 0.9
+
+
+def test_ablation_arms_evaluate_a_domains_own_episode_count():
+    from sepo.config import load_params
+
+    ablation = load_params("params.yaml").ablation.model_copy(update={"eval_episodes": 5,
+                                                                      "game_eval_episodes": {"ipd": 7}})
+    assert (ablation.eval_episodes_for("ipd"), ablation.eval_episodes_for("kuhn")) == (7, 5)

@@ -91,7 +91,7 @@ def test_a_tampered_log_no_longer_reproduces_the_metrics(tmp_path):
 def test_model_row_logs_raw_replies_and_its_kuhn_table_gives_the_reported_nash_conv(tmp_path_factory, tmp_path):
     model = tiny_model_dir(str(tmp_path_factory.getbasetemp()))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # a random model: few episodes, short replies
-    raw["eval"]["episodes"], raw["generation"]["max_new_tokens"] = 2, 12
+    raw["eval"]["episodes"], raw["eval"]["game_episodes"], raw["generation"]["max_new_tokens"] = 2, {}, 12
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     out, log = tmp_path / "m.json", tmp_path / "e.jsonl.gz"
