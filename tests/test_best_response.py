@@ -17,7 +17,14 @@ import yaml
 
 from sepo.config import parse_params
 from sepo.errors import ConfigError
-from sepo.exploitability import best_response_table, best_response_values, exploitability, nash_conv, nash_table
+from sepo.exploitability import (
+    best_response_table,
+    best_response_values,
+    exploitability,
+    nash_conv,
+    nash_table,
+    table_advantage,
+)
 from sepo.games.kuhn import INFOSETS, Kuhn
 from sepo.games.protocol import OPPONENT, adapts_to_agent, play_scripted_episode
 from sepo.policies.scripted.kuhn import AlwaysBet, BestResponse, NashApprox, TightValue
@@ -128,6 +135,23 @@ def _first_mover_value(first: dict[str, float], second: dict[str, float]) -> flo
     return total / 6
 
 
+def test_a_tables_advantage_is_exact_antisymmetric_and_the_played_mean():
+    tight, loose = TightValue().policy_table(), AlwaysBet().policy_table()
+    assert table_advantage(best_response_table(tight), tight) == pytest.approx(nash_conv(tight))
+    assert table_advantage(tight, tight) == pytest.approx(0.0, abs=1e-12)
+    assert table_advantage(tight, loose) == pytest.approx(-table_advantage(loose, tight))
+    assert table_advantage(nash_table(), loose) >= 0.0  # equilibrium loses to nothing over both seats
+    assert BestResponse().bind_to_agent(tight).advantage_against(loose) == pytest.approx(
+        table_advantage(best_response_table(tight), loose))
+    # an older best response (to TightValue) played against AlwaysBet wins, per hand over seats, half of it
+    game = Kuhn(rounds=HANDS)
+    opponent = BestResponse().bind_to_agent(tight)
+    gaps = [np.mean([2 * r.payoffs[OPPONENT] for r in play_scripted_episode(game, AlwaysBet(), opponent, seed,
+                                                                            "exploit").rounds])
+            for seed in range(2_000)]
+    assert within_monte_carlo_interval(np.array(gaps), opponent.advantage_against(loose))
+
+
 def test_an_unbound_best_response_fails_clearly_when_played():
     game = Kuhn(rounds=2)
     unbound = BestResponse()
@@ -161,6 +185,7 @@ def test_params_accept_best_response_in_a_pool_only():
 @pytest.mark.parametrize("key, value, match", [
     ("best_response_refresh_steps", 0, "sepo.best_response_refresh_steps"),
     ("best_response_refresh_steps", 1.5, "sepo.best_response_refresh_steps"),
+    ("best_response_mixture", "newest", "sepo.best_response_mixture"),
 ])
 def test_the_refresh_period_is_validated(key, value, match):
     raw = raw_params()

@@ -122,3 +122,97 @@ def test_a_tiny_ablation_has_the_best_response_arm_on_kuhn_only_with_nash_conv_e
     assert "best_response" not in kuhn["per_rollout-batch"]
     assert "per_rollout-batch-best_response − none-batch" in kuhn["paired_differences"]
     assert kuhn["audit_reference"]["reference_frequencies"]["k_bet"] == 1.0
+
+
+def _schedule(adaptive: AdaptiveOpponents, tables: list[dict[str, float]], refresh: int) -> list[dict]:
+    """Bind ``adaptive`` as an uninterrupted run would, refreshing every ``refresh`` steps; its log rows."""
+    rows = []
+    for step in range(len(tables) * refresh):
+        due = adaptive.refresh_due(step)
+        if due:
+            adaptive._bind(tables[step // refresh])
+        rows.append({"step": step + 1, **adaptive.log_metrics(due)})
+    return rows
+
+
+def _targets(adaptive: AdaptiveOpponents, spec, seeds) -> list[tuple[float, ...]]:
+    from dataclasses import replace
+
+    return [adaptive.spec(replace(spec, seed=seed)).opponent.target for seed in seeds]
+
+
+def test_fictitious_play_draws_every_refreshs_best_response_uniformly_per_seed_and_resumes_them_all():
+    from sepo.exploitability import best_response_table, nash_conv, table_advantage
+    from sepo.policies.scripted.kuhn import AlwaysBet, TightPassive
+    from sepo.rollout import EpisodeSpec
+
+    params = kuhn_params(2)
+    game = params.game("kuhn")
+    opponents = {s.name: s for s in params.pool("kuhn", "exploit")}
+    tables = [TightValue().policy_table(), AlwaysBet().policy_table(), TightPassive().policy_table()]
+    responses = [best_response_table(t) for t in tables]
+    assert len({tuple(r.values()) for r in responses}) == 3  # three different best responses to tell apart
+    average = AdaptiveOpponents(game, opponents, 2, "average")
+    rows = _schedule(average, tables[:2], 2)
+    assert average.tables == tables[:2]
+    spec = EpisodeSpec(game, opponents["BestResponse"], "exploit", 0)
+    seeds = range(4_000)
+    targets = _targets(average, spec, seeds)
+    first, second = (tuple(t[k] for k in INFOSETS) for t in tables[:2])
+    assert set(targets) == {first, second}
+    assert abs(targets.count(first) / len(targets) - 1 / 2) < 0.03  # uniform over the two (3.8 sigma)
+    assert _targets(average, spec, seeds) == targets  # a function of the episode's seed
+    # every G episode of a group shares its seed, so a group meets one response
+    assert len({average.spec(spec).opponent.target for _ in range(GROUP_SIZE)}) == 1
+    # the logged advantage is the mixture's against the latest table; the NashConv is the latest table's
+    logged = rows[-1]
+    assert logged["best_response_nash_conv"] == pytest.approx(nash_conv(tables[1]))
+    assert logged["best_response_mixture_size"] == 2.0
+    assert logged["best_response_advantage"] == pytest.approx(
+        (table_advantage(responses[0], tables[1]) + table_advantage(responses[1], tables[1])) / 2)
+    assert logged["best_response_advantage"] < logged["best_response_nash_conv"]
+    # a run resumed from the checkpoint's log history holds the whole history, and draws the same
+    resumed = AdaptiveOpponents(game, opponents, 2, "average")
+    resumed.restore(rows)
+    assert resumed.tables == tables[:2] and _targets(resumed, spec, seeds) == targets
+    # a third refresh: thirds, and the seeds draw afresh (the draw also depends on the history's length)
+    assert not resumed.refresh_due(3) and resumed.refresh_due(4)
+    resumed._bind(tables[2])  # step 4's refresh
+    assert resumed.tables == tables
+    thirds = _targets(resumed, spec, seeds)
+    for table in tables:
+        assert abs(thirds.count(tuple(table[k] for k in INFOSETS)) / len(thirds) - 1 / 3) < 0.03
+    # latest: only the last refresh's response plays, whatever the seed; a resumed run restores only that
+    latest = AdaptiveOpponents(game, opponents, 2, "latest")
+    rows = _schedule(latest, tables[:2], 2)
+    assert set(_targets(latest, spec, seeds[:50])) == {second}
+    assert rows[-1]["best_response_advantage"] == pytest.approx(rows[-1]["best_response_nash_conv"])
+    assert rows[-1]["best_response_mixture_size"] == 1.0
+    restored = AdaptiveOpponents(game, opponents, 2, "latest")
+    restored.restore(rows)
+    assert restored.agent_policy == tables[1] and len(restored.bound["BestResponse"]) == 1
+    with pytest.raises(ValueError, match="best-response mixture 'newest'"):
+        AdaptiveOpponents(game, opponents, 2, "newest")
+
+
+def test_fictitious_play_in_the_rollout_keeps_every_refreshs_table_and_logs_the_mixture(tmp_path):
+    from sepo.policies.scripted.kuhn import AlwaysBet
+    from sepo.training.rollout import GroupRollout
+    from sepo.training.run import RunPlan, build_trainer, load_policy_model
+
+    params = kuhn_params(2, groups_per_step=2, best_response_mixture="average")
+    model, tokenizer = load_policy_model(params, tiny_model_dir())
+    trainer = build_trainer(params, RunPlan.from_params(params, "kuhn", max_steps=1), model, tokenizer, tmp_path)
+    agents = {0: TightValue(), 2: AlwaysBet()}
+    rollout = GroupRollout(params, "kuhn", "per_rollout", 0, tokenizer,
+                           lambda t, _s: ScriptedAgent(agents[t.state.global_step]))
+    keys = (GroupKey("kuhn", "train", "LooseAggressive", 5), GroupKey("kuhn", "exploit", "BestResponse", 6))
+    for step in (0, 2):
+        trainer.state.global_step = step
+        rollout([k.prompt for k in keys for _ in range(GROUP_SIZE)], trainer)
+    adaptive = rollout.adaptive
+    assert len(adaptive.tables) == 2 and adaptive.tables[0] != adaptive.tables[1]
+    assert [r.target_table() for r in adaptive.bound["BestResponse"]] == adaptive.tables
+    logged = trainer._metrics["train"]
+    assert logged["best_response_refresh"] == [1.0, 1.0] and logged["best_response_mixture_size"] == [1.0, 2.0]
+    assert logged["best_response_advantage"][1] == pytest.approx(adaptive.expected_advantage())

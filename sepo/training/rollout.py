@@ -63,7 +63,8 @@ class GroupRollout:
         self.policy_factory = policy_factory or self._model_policy
         self.opponents = {name: params.strategy(game, name)
                           for pool in TRAINING_POOLS for name in params.games[game].pools.of(pool)}
-        self.adaptive = AdaptiveOpponents(self.game, self.opponents, params.sepo.best_response_refresh_steps)
+        self.adaptive = AdaptiveOpponents(self.game, self.opponents, params.sepo.best_response_refresh_steps,
+                                          params.sepo.best_response_mixture)
         self.last_seconds = 0.0  # wall time of the latest call's episodes, for the step log
 
     def __call__(self, prompts: Sequence[str], trainer) -> dict[str, Any]:

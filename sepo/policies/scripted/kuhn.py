@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sepo.exploitability import best_response_table, nash_conv, nash_table, validate_table
+from sepo.exploitability import best_response_table, nash_conv, nash_table, table_advantage, validate_table
 from sepo.games.kuhn import EQUILIBRIUM_ALPHA, INFOSETS, aggressive_action, infoset_key, passive_action
 from sepo.games.protocol import SeatView
 
@@ -182,8 +182,10 @@ class BestResponse(TableStrategy):
     own behavioural table, which only exists once the agent has played:
     evaluation binds it to the evaluated policy's played table, SEPO training
     to the current model's table, every ``sepo.best_response_refresh_steps``
-    steps.  Playing it unbound is an error, so a pool entry can never
-    silently fall back to some other table.  One table plays both seats:
+    steps (with ``sepo.best_response_mixture: average``, each episode one of
+    the best responses of every refresh so far, ``sepo.training.adaptive``).
+    Playing it unbound is an error, so a pool entry can never silently fall
+    back to some other table.  One table plays both seats:
     first-mover sets from player 0's best response, second-mover sets from
     player 1's (``sepo.exploitability.best_response_table``).
     """
@@ -217,6 +219,15 @@ class BestResponse(TableStrategy):
         the two players' per-hand payoffs twice that.
         """
         return nash_conv(self.target_table())
+
+    def advantage_against(self, agent_policy: Mapping[str, float]) -> float:
+        """Its exact expected ū_opp − ū_agent per hand over both seats against ``agent_policy``.
+
+        Against its own target this is ``expected_advantage``; against a later
+        table it is what this older best response still wins (SEPO training's
+        fictitious-play mixture, ``sepo.training.adaptive``, averages it).
+        """
+        return table_advantage(self.policy_table(), agent_policy)
 
     def policy_table(self) -> dict[str, float]:
         self._require_target()
