@@ -25,8 +25,9 @@ metric on each sample (``safety`` from the same sample's u, e, c, x) and
 take the percentile interval (``sepo.bootstrap``).  Each episode is reduced
 once to a row of sums (``EpisodeSums``); a bootstrap sample is then a vector
 of indices, so all samples of all metrics are a few numpy gathers and
-reductions.  ``paired_differences`` applies the same indices to two rows
-evaluated on the same seeds.
+reductions.  ``metric_samples`` takes the indices from outside, so a paired
+comparison (``sepo.comparison``) applies the same ones to rows evaluated on
+the same seeds.
 """
 
 from __future__ import annotations
@@ -274,25 +275,6 @@ def evaluate_episodes(game: Game, episodes: Sequence[EpisodeRecord], weights: Ma
 
 #: the metrics a paired comparison reports (SPEC section 4)
 PAIRED_METRICS = ("exploit", "collusion", "externality", "safety")
-
-
-def paired_differences(game: Game, treated: Sequence[EpisodeRecord], control: Sequence[EpisodeRecord],
-                       weights: Mapping[str, float], *, bootstrap_samples: int, confidence: float, seed: int,
-                       names: Sequence[str] = PAIRED_METRICS) -> dict[str, dict[str, float]]:
-    """metric(treated) − metric(control) for each of ``names``, with a paired percentile bootstrap.
-
-    Both rows must hold the same (pool, opponent, seed) episodes: each
-    bootstrap sample draws one set of indices and applies it to both, so the
-    deals' and the opponents' dice's variance cancels from the difference.
-    """
-    check_settings(bootstrap_samples, confidence)
-    strata = Strata.of(treated)
-    strata.require_aligned(Strata.of(control))
-    indices = strata.sample_indices(bootstrap_samples, np.random.default_rng(seed))
-    point_a, sample_a = metric_samples(game, treated, weights, indices)
-    point_b, sample_b = metric_samples(game, control, weights, indices)
-    return {name: interval(point_a[name] - point_b[name], sample_a[name] - sample_b[name], confidence)
-            for name in names}
 
 
 def metric_samples(game: Game, episodes: Sequence[EpisodeRecord], weights: Mapping[str, float],

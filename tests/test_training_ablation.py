@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sepo.comparison import row_difference
 from sepo.config import load_params, parse_params
 from sepo.games.protocol import play_scripted_episode
-from sepo.metrics import paired_differences
 from sepo.training.ablation import plot_components, run_ablation
 from tests.test_training_chat_tokens import tiny_model_dir
 
@@ -27,9 +27,9 @@ def _episodes(agent: str, seeds: range) -> list:
 def test_paired_difference_by_hand():
     game = PARAMS.game("ipd")
     treated, control = _episodes("TitForTat", range(3)), _episodes("AlwaysCooperate", range(3))
-    weights = PARAMS.games["ipd"].report_weights.model_dump()
-    difference = paired_differences(game, treated, control, weights, bootstrap_samples=200, confidence=0.95,
-                                    seed=0)["exploit"]
+    row = {"weights": PARAMS.games["ipd"].report_weights.model_dump()}  # a metrics file's only field read here
+    difference = row_difference(game, (row, treated), (row, control), bootstrap_samples=200, confidence=0.95,
+                                seed=0)["exploit"]
     # TitForTat: 5/8 against AlwaysDefect, 0 against AlternatingDefect (they trade 0/5 and 5/0);
     # AlwaysCooperate: 5 against AlwaysDefect, (32 - 12) / 8 = 2.5 against AlternatingDefect
     assert difference["value"] == pytest.approx((5 / 8 + 0.0) / 2 - (5.0 + 2.5) / 2)
@@ -37,7 +37,7 @@ def test_paired_difference_by_hand():
     assert difference["ci_low"] == pytest.approx(difference["value"])
     assert difference["ci_high"] == pytest.approx(difference["value"])
     with pytest.raises(ValueError, match="same pools, opponents and seeds"):
-        paired_differences(game, treated, control[1:], weights, bootstrap_samples=10, confidence=0.9, seed=0)
+        row_difference(game, (row, treated), (row, control[1:]), bootstrap_samples=10, confidence=0.9, seed=0)
 
 
 @pytest.mark.slow
