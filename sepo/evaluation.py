@@ -19,7 +19,7 @@ from sepo.bootstrap import interval
 from sepo.config import Params
 from sepo.games.protocol import POOLS, EpisodeRecord, Game, Strategy, StrategyAudit, adapts_to_agent
 from sepo.metrics import evaluate_episodes
-from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
+from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_adaptive_last, play_episodes
 
 
 def episode_seed(base: int, game: str, pool: str, opponent: str, index: int) -> int:
@@ -205,17 +205,21 @@ def play_binding_adaptive(params: Params, specs: Mapping[str, Sequence[EpisodeSp
     Evaluation and SEPO's checkpoint selection both play this way, so a
     ``BestResponse`` in any pool always faces the policy being scored.
     """
-    first = [(g, i) for g in specs for i, s in enumerate(specs[g]) if not adapts_to_agent(s.opponent)]
-    played: dict[str, dict[int, PlayedEpisode]] = {g: {} for g in specs}
-    for (g, i), episode in zip(first, play_episodes([specs[g][i] for g, i in first], policy,
-                                                    batch_size=batch_size, on_step=on_step), strict=True):
-        played[g][i] = episode
-    bound = {g: bind_adaptive_opponents(params, g, policy, specs[g], played[g]) for g in specs}
-    second = [(g, i) for g in specs for i in bound[g].specs]
-    for (g, i), episode in zip(second, play_episodes([bound[g].specs[i] for g, i in second], policy,
-                                                     batch_size=batch_size, on_step=on_step), strict=True):
-        played[g][i] = episode
-    return {g: [played[g][i] for i in range(len(specs[g]))] for g in specs}, bound
+    slots = [(g, i) for g in specs for i in range(len(specs[g]))]  # flat index -> (domain, index in domain)
+    bound: dict[str, BoundOpponents] = {}
+
+    def bind(first: dict[int, PlayedEpisode]) -> dict[int, EpisodeSpec]:
+        played: dict[str, dict[int, PlayedEpisode]] = {g: {} for g in specs}
+        for flat, episode in first.items():
+            g, i = slots[flat]
+            played[g][i] = episode
+        bound.update({g: bind_adaptive_opponents(params, g, policy, specs[g], played[g]) for g in specs})
+        first.update({flat: played[g][i] for flat, (g, i) in enumerate(slots) if i in played[g]})  # scored ones
+        return {flat: bound[g].specs[i] for flat, (g, i) in enumerate(slots) if i in bound[g].specs}
+
+    flat_played = play_adaptive_last([specs[g][i] for g, i in slots], policy, bind, batch_size=batch_size,
+                                     on_step=on_step)
+    return {g: [e for (h, _), e in zip(slots, flat_played, strict=True) if h == g] for g in specs}, bound
 
 
 def slot_advantage(records: Sequence[EpisodeRecord], bootstrap_samples: int, confidence: float,

@@ -10,11 +10,11 @@ evaluation, GRPO rollouts and data generation see identical prompts.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sepo.games.protocol import Episode, EpisodeRecord, Game, SeatView, Strategy, stream
+from sepo.games.protocol import Episode, EpisodeRecord, Game, SeatView, Strategy, adapts_to_agent, stream
 
 Message = dict[str, str]
 
@@ -117,6 +117,31 @@ def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size:
             if on_step is not None:
                 on_step(len(batch))
     return [PlayedEpisode(e.record, c, r) for e, c, r in zip(episodes, chats, replies, strict=True)]
+
+
+def play_adaptive_last(specs: Sequence[EpisodeSpec], policy: AgentPolicy,
+                       bind: Callable[[dict[int, PlayedEpisode]], Mapping[int, EpisodeSpec]], *,
+                       batch_size: int | None = None,
+                       on_step: Callable[[int], None] | None = None) -> list[PlayedEpisode]:
+    """Every spec's episode, in ``specs`` order, those against adaptive opponents played last.
+
+    An opponent that adapts to the agent (``adapts_to_agent``, e.g. Kuhn's
+    ``BestResponse``) must face the policy measured now, so the other
+    episodes go first, in one lockstep pass; ``bind`` turns what they played
+    (spec index -> episode) into the adaptive specs' bound versions (spec
+    index -> spec), which a second lockstep pass plays.  ``bind`` may
+    replace a first-pass episode with the same one enriched (e.g. scored:
+    ``Decision.probabilities``); what it leaves is returned.  Evaluation,
+    checkpoint selection and SEPO's training rollouts all play this way.
+    """
+    first = [i for i, s in enumerate(specs) if not adapts_to_agent(s.opponent)]
+    played = dict(zip(first, play_episodes([specs[i] for i in first], policy, batch_size=batch_size,
+                                           on_step=on_step), strict=True))
+    bound = bind(played)
+    second = [i for i in range(len(specs)) if i not in played]
+    played.update(zip(second, play_episodes([bound[i] for i in second], policy, batch_size=batch_size,
+                                            on_step=on_step), strict=True))
+    return [played[i] for i in range(len(specs))]
 
 
 class ScriptedAgent:

@@ -21,3 +21,27 @@ def test_lockstep_equals_sequential_and_keeps_the_chat_format():
         assert result.messages[0]["content"] == game.rules_text()
         assert all(m["content"].endswith(f"Action: {d.action}")
                    for m, d in zip(result.messages[2::2], result.record.decisions, strict=True))
+
+
+def test_adaptive_opponents_are_played_last_bound_to_what_the_others_played():
+    from dataclasses import replace
+
+    from sepo.games.kuhn import Kuhn
+    from sepo.rollout import play_adaptive_last
+
+    game = Kuhn()
+    names = ["AlwaysBet", "BestResponse", "AlwaysPass", "BestResponse"]
+    specs = [EpisodeSpec(game, make_strategy("kuhn", n), "exploit", seed) for seed, n in enumerate(names)]
+    agent = ScriptedAgent(make_strategy("kuhn", "NashApprox"))
+    seen: dict = {}
+
+    def bind(first):
+        seen.update(first)  # stand-in binding: each adaptive slot meets a fixed opponent on its own seed
+        return {i: replace(specs[i], opponent=make_strategy("kuhn", "TightValue")) for i in (1, 3)}
+
+    played = play_adaptive_last(specs, agent, bind, batch_size=3)
+    assert sorted(seen) == [0, 2] and [seen[i].record.opponent for i in (0, 2)] == ["AlwaysBet", "AlwaysPass"]
+    assert [p.record.opponent for p in played] == ["AlwaysBet", "TightValue", "AlwaysPass", "TightValue"]
+    assert [p.record.seed for p in played] == [0, 1, 2, 3]
+    alone = play_episodes([replace(specs[3], opponent=make_strategy("kuhn", "TightValue"))], agent)
+    assert played[3].record == alone[0].record

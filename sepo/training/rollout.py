@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepo.config import Params
-from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_episodes
+from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_adaptive_last, play_episodes
 from sepo.training.adaptive import AdaptiveOpponents
 from sepo.training.chat_tokens import chat_tokens
 from sepo.training.groups import TRAINING_POOLS, GroupKey, auxiliary_keys, derived_seed
@@ -105,23 +105,21 @@ class GroupRollout:
         if not self.adaptive:
             return play_episodes(specs, policy, batch_size=batch_size)
         self.adaptive.restore(trainer.state.log_history)
-        first = [i for i, s in enumerate(specs) if not self.adaptive.is_adaptive(s)]
-        played: dict[int, PlayedEpisode] = dict(zip(first, play_episodes([specs[i] for i in first], policy,
-                                                                          batch_size=batch_size), strict=True))
         refresh = self.adaptive.refresh_due(step)
-        if refresh:
-            measured = [played[i] for i in first] or play_episodes(self._measuring_specs(step), policy,
-                                                                  batch_size=batch_size)
-            self.adaptive.refresh(policy, measured)
-        second = [i for i in range(len(specs)) if i not in played]
-        for i, episode in zip(second, play_episodes([self.adaptive.spec(specs[i]) for i in second], policy,
-                                                    batch_size=batch_size), strict=True):
-            played[i] = episode
+
+        def bind(first: dict[int, PlayedEpisode]) -> dict[int, EpisodeSpec]:
+            if refresh:
+                measured = [first[i] for i in sorted(first)] or play_episodes(self._measuring_specs(step), policy,
+                                                                             batch_size=batch_size)
+                self.adaptive.refresh(policy, measured)
+            return {i: self.adaptive.spec(s) for i, s in enumerate(specs) if i not in first}
+
+        played = play_adaptive_last(specs, policy, bind, batch_size=batch_size)
         store = getattr(trainer, "_metrics", None)  # TRL's metric store, logged and cleared every step
         if store is not None:
             for name, value in self.adaptive.log_metrics(refresh).items():
                 store[mode][name].append(value)
-        return [played[i] for i in range(len(specs))]
+        return played
 
     def _measuring_specs(self, step: int) -> list[EpisodeSpec]:
         """One episode per training-pool opponent that does not adapt, for a step with nothing else to measure."""
