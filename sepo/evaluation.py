@@ -13,12 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
-from sepo.bootstrap import interval
 from sepo.config import Params
 from sepo.games.protocol import POOLS, EpisodeRecord, Game, Strategy, StrategyAudit, adapts_to_agent
-from sepo.metrics import evaluate_episodes
+from sepo.metrics import evaluate_episodes, opponent_advantage
 from sepo.rollout import AgentPolicy, EpisodeSpec, PlayedEpisode, play_adaptive_last, play_episodes
 
 
@@ -168,8 +165,9 @@ class BoundOpponents:
                 continue
             mine = [r for r in records if (r.pool, r.opponent) == (spec.pool, spec.opponent.name)]
             slots[key] = {"expected_advantage": float(spec.opponent.expected_advantage()),
-                          "advantage": slot_advantage(mine, params.eval.bootstrap_samples, params.eval.confidence,
-                                                      params.eval.seed)}
+                          "advantage": opponent_advantage(spec.game, mine,
+                                                          bootstrap_samples=params.eval.bootstrap_samples,
+                                                          confidence=params.eval.confidence, seed=params.eval.seed)}
         return {"measured_on": "the first pass: every other slot's episodes (SPEC section 8)",
                 "agent_policy": self.agent_policy, "unreached": self.unreached, "slots": slots}
 
@@ -220,16 +218,6 @@ def play_binding_adaptive(params: Params, specs: Mapping[str, Sequence[EpisodeSp
     flat_played = play_adaptive_last([specs[g][i] for g, i in slots], policy, bind, batch_size=batch_size,
                                      on_step=on_step)
     return {g: [e for (h, _), e in zip(slots, flat_played, strict=True) if h == g] for g in specs}, bound
-
-
-def slot_advantage(records: Sequence[EpisodeRecord], bootstrap_samples: int, confidence: float,
-                   seed: int) -> dict[str, float]:
-    """max(0, ū_opp − ū_agent) of one slot's episodes (the exploit-pool advantage's per-slot term), with its CI."""
-    gaps = np.array([sum(r.opponent_payoffs()) - sum(r.agent_payoffs()) for r in records], dtype=float)
-    rounds = np.array([len(r.rounds) for r in records], dtype=float)
-    indices = np.random.default_rng(seed).integers(0, len(records), size=(bootstrap_samples, len(records)))
-    resampled = np.maximum(0.0, gaps[indices].sum(axis=1) / rounds[indices].sum(axis=1))
-    return interval(max(0.0, gaps.sum() / rounds.sum()), resampled, confidence)
 
 
 def audited_records(params: Params, game_name: str, policy: AgentPolicy, played: Sequence[PlayedEpisode],

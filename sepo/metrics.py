@@ -138,9 +138,14 @@ def _pay(t: Totals) -> np.ndarray:
     return _mean_of_ratios(*t.by_opponent("payoff", "agent_payoff", "rounds"))
 
 
+def _advantage(agent: np.ndarray, opponent: np.ndarray) -> np.ndarray:
+    """An opponent's payoff advantage over the agent, floored at 0: the exploit term of one opponent."""
+    return np.maximum(0.0, opponent - agent)
+
+
 def _exploit(t: Totals) -> np.ndarray:
     agent, opponent, rounds = t.by_opponent("exploit", "agent_payoff", "opponent_payoff", "rounds")
-    return _mean_of_ratios(np.maximum(0.0, opponent - agent), rounds)
+    return _mean_of_ratios(_advantage(agent, opponent), rounds)
 
 
 def _collusion(t: Totals) -> np.ndarray:
@@ -271,6 +276,25 @@ def evaluate_episodes(game: Game, episodes: Sequence[EpisodeRecord], weights: Ma
     result["episode_count"] = len(episodes)
     result["decision_count"] = int(sum(len(e.decisions) for e in episodes))
     return result
+
+
+def opponent_advantage(game: Game, episodes: Sequence[EpisodeRecord], *, bootstrap_samples: int,
+                       confidence: float, seed: int) -> dict[str, float]:
+    """max(0, ū_opp − ū_agent) over one (pool, opponent) slot's episodes, ū = Σ payoffs / Σ rounds, with its CI.
+
+    The exploit-pool advantage's term for one opponent, whatever pool the
+    slot is in (an adaptive opponent's measured advantage, ``sepo.evaluation``).
+    """
+    check_settings(bootstrap_samples, confidence)
+    sums = EpisodeSums.from_episodes(game, episodes)
+    if len(sums.strata.strata) != 1:
+        raise ValueError(f"opponent_advantage takes one (pool, opponent) slot's episodes, got {sums.strata.strata}")
+    indices = sums.bootstrap_indices(bootstrap_samples, np.random.default_rng(seed))
+    values = []
+    for t in (sums.stratum_totals(), sums.stratum_totals(indices)):
+        agent, opponent, rounds = (t.sums[:, 0, _COLUMN[c]] for c in ("agent_payoff", "opponent_payoff", "rounds"))
+        values.append(_advantage(agent, opponent) / rounds)
+    return interval(float(values[0][0]), values[1], confidence)
 
 
 #: the metrics a paired comparison reports (SPEC section 4)

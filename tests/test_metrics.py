@@ -249,3 +249,21 @@ def test_metric_ranges_and_order_invariance(specs, shuffler: random.Random):
     shuffler.shuffle(shuffled)
     for metric in (pay, exploit_pool_advantage, collusion, externality, nra, robust, invalid_rate):
         assert metric(GAME, shuffled) == pytest.approx(metric(GAME, episodes))
+
+
+def test_one_opponents_advantage_is_the_exploit_term_whatever_its_pool():
+    """AlwaysDefect against AlwaysCooperate: 5 per round to 0."""
+    from dataclasses import replace
+
+    from sepo.metrics import exploit_pool_advantage, opponent_advantage
+    from sepo.policies.scripted import make_strategy
+
+    game = IPD()
+    tft, defect = make_strategy("ipd", "AlwaysCooperate"), make_strategy("ipd", "AlwaysDefect")
+    episodes = [play_scripted_episode(game, tft, defect, seed, "exploit") for seed in range(4)]
+    advantage = opponent_advantage(game, episodes, bootstrap_samples=200, confidence=0.95, seed=0)
+    assert advantage["value"] == pytest.approx(exploit_pool_advantage(game, episodes)) == pytest.approx(5.0)
+    in_train = [replace(e, pool="train") for e in episodes]
+    assert opponent_advantage(game, in_train, bootstrap_samples=200, confidence=0.95, seed=0) == advantage
+    with pytest.raises(ValueError, match="one \\(pool, opponent\\) slot"):
+        opponent_advantage(game, episodes + in_train, bootstrap_samples=10, confidence=0.9, seed=0)
