@@ -394,6 +394,9 @@ class AblationRun(_Strict):
         default_factory=list, description="strategies added to the exploit pool for this arm's training (e.g. "
         "[BestResponse], SPEC section 8); the arm runs on the ablation domains that have them all and is "
         "evaluated on the default pools, like every arm")
+    best_response_mixture: Literal["latest", "average"] | None = Field(
+        default=None, description="this arm's sepo.best_response_mixture (its name then ends in -latest or "
+        "-average); null: the sepo section's")
 
 
 class AblationParams(_Strict):

@@ -70,3 +70,18 @@ def test_a_tiny_ablation_reports_exact_zero_penalty_gradients_for_constant_and_n
     assert {"value", "ci_low", "ci_high"} <= set(kuhn["per_rollout-batch"]["exploit"])
     plot_components(histories, tmp_path / "components.png")
     assert (tmp_path / "components.png").stat().st_size > 0
+
+
+def test_an_arm_can_set_its_own_best_response_mixture():
+    from sepo.config import AblationRun
+    from sepo.training.ablation import arm_name, arm_params
+
+    run = AblationRun(mode="per_rollout", scale_rewards="batch", add_exploit=["BestResponse"],
+                      best_response_mixture="average")
+    assert arm_name(run) == "per_rollout-batch-best_response-average"
+    trained = arm_params(PARAMS, "kuhn", run)
+    assert trained.sepo.best_response_mixture == "average" != PARAMS.sepo.best_response_mixture
+    assert trained.games["kuhn"].pools.exploit[-1] == "BestResponse"
+    plain = AblationRun(mode="per_rollout", scale_rewards="batch", add_exploit=["BestResponse"])
+    assert arm_name(plain) == "per_rollout-batch-best_response"
+    assert arm_params(PARAMS, "kuhn", plain).sepo.best_response_mixture == PARAMS.sepo.best_response_mixture
