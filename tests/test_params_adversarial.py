@@ -108,7 +108,7 @@ CASES: list[tuple[str, Any, tuple[str, ...]]] = [
     ("eval.row_episodes", {"bas": 4}, ("eval.row_episodes.bas", "valid: base, equilibrium, reciprocal, sepo, sft")),
     ("eval.game_episodes", {"ipdd": 64}, ("eval.game_episodes.ipdd", "valid: ")),
     ("eval.game_episodes", {"ipd": 0}, ("eval.game_episodes.ipd", "greater than 0")),
-    ("ablation.game_eval_episodes", {"auction": 64}, ("ablation.game_eval_episodes.auction", "ipd, kuhn")),
+    ("ablation.game_eval_episodes", {"ipdd": 64}, ("ablation.game_eval_episodes.ipdd", "valid: ")),
     ("ablation.game_eval_episodes", {"ipd": -1}, ("ablation.game_eval_episodes.ipd", "greater than 0")),
     ("profile", "nonexistent", ("profile", "valid: paper-gemma, paper-qwen, tiny")),
     ("penalty.mode", "bogus", ("penalty.mode", "'per_rollout', 'constant', 'auxiliary' or 'none'")),
