@@ -58,6 +58,8 @@ TRAINER_SEED_BITS = 32
 #: cosine_with_min_lr, cosine_warmup_with_min_lr and warmup_stable_decay need ``lr_scheduler_kwargs``,
 #: which params do not set, so they would fail only when training starts.  Listed here rather than
 #: imported because importing transformers costs seconds in every stage that only reads params.
+#: ``sepo.best_response_mixture``: which best responses an adaptive opponent plays (``sepo.training.adaptive``)
+BEST_RESPONSE_MIXTURES = ("latest", "average")
 SFT_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                   "inverse_sqrt", "reduce_lr_on_plateau", "greedy")
 #: report rows that come from a model (``stages/evaluate.py --policy``); the others are eval.references roles
@@ -334,7 +336,7 @@ class SepoParams(_Strict):
         gt=0, description="k: an opponent that adapts to the agent (Kuhn's BestResponse, when a pool lists it) "
         "is re-bound to the current model's played table every k steps, measured on that step's other "
         "rollouts (step 0 measures the SFT model)")
-    best_response_mixture: Literal["latest", "average"] = Field(
+    best_response_mixture: Literal[BEST_RESPONSE_MIXTURES] = Field(
         description="which best responses such an opponent plays: latest, the best response to the table of "
         "the latest refresh; average (fictitious play), each episode one of the best responses of every "
         "refresh so far, drawn uniformly from the episode's seed")
@@ -394,7 +396,7 @@ class AblationRun(_Strict):
         default_factory=list, description="strategies added to the exploit pool for this arm's training (e.g. "
         "[BestResponse], SPEC section 8); the arm runs on the ablation domains that have them all and is "
         "evaluated on the default pools, like every arm")
-    best_response_mixture: Literal["latest", "average"] | None = Field(
+    best_response_mixture: Literal[BEST_RESPONSE_MIXTURES] | None = Field(
         default=None, description="this arm's sepo.best_response_mixture (its name then ends in -latest or "
         "-average); null: the sepo section's")
 

@@ -28,8 +28,9 @@ with fictitious play, to one of every refresh's tables so far:
 - **Which best responses play** (``sepo.best_response_mixture``).
   ``latest``: the best response to the latest refresh's table.  Trained
   against that alone the agent may chase the one response that beats its
-  last table and overshoot, the next refresh answering the overshoot (the
-  committed ablation's J bluff went 0.16 -> 0.45, equilibrium's is 1/3).
+  last table and overshoot, the next refresh answering the overshoot (from
+  an earlier SFT model the ablation arm's J bluff went 0.16 -> 0.45,
+  equilibrium's is 1/3).
   ``average`` is fictitious play: every refresh appends the best response
   to its table to the run's history, and each best-response episode plays
   one stored response, drawn uniformly by a generator seeded from the
@@ -38,9 +39,9 @@ with fictitious play, to one of every refresh's tables so far:
   response, runs are bit-reproducible and a resumed run draws what an
   uninterrupted one draws.  The opponent is then the uniform mixture of the
   best responses to every table so far, which moves only by 1/n at the
-  n-th refresh.  Measured on the Kuhn ablation arm (20 steps, seed 0) it did
-  not lower the final NashConv (0.233, J bluff 0.48, against ``latest``'s
-  0.212, J bluff 0.45), so ``latest`` is the default.
+  n-th refresh.  The ablation has an arm of each; their NashConv ranking
+  changed with the SFT model (README, "Kuhn's exact best response"), so one seed does
+  not separate them and ``latest`` stays the default.
 
 What the exploit penalty then means: an episode's ū_opp − ū_agent against
 the opponent played.  With ``latest`` its expectation is the latest table's
@@ -72,13 +73,12 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sepo.config import BEST_RESPONSE_MIXTURES
 from sepo.games.protocol import Game, Strategy, adapts_to_agent
 from sepo.rollout import EpisodeSpec, PlayedEpisode
 from sepo.training.groups import derived_seed
 
 TABLE_PREFIX = "best_response/table/"
-#: ``sepo.best_response_mixture``: which best responses an adaptive opponent plays (module doc)
-MIXTURES = ("latest", "average")
 
 
 class AdaptiveOpponents:
@@ -86,8 +86,8 @@ class AdaptiveOpponents:
 
     def __init__(self, game: Game, opponents: Mapping[str, Strategy], refresh_steps: int,
                  mixture: str = "latest") -> None:
-        if mixture not in MIXTURES:
-            raise ValueError(f"best-response mixture {mixture!r} is not one of {', '.join(MIXTURES)}")
+        if mixture not in BEST_RESPONSE_MIXTURES:
+            raise ValueError(f"best-response mixture {mixture!r} is not one of {', '.join(BEST_RESPONSE_MIXTURES)}")
         self.names = tuple(name for name, strategy in opponents.items() if adapts_to_agent(strategy))
         self.audit = game.strategy_audit() if self.names else None
         if self.names and self.audit is None:
@@ -164,9 +164,6 @@ class AdaptiveOpponents:
             return responses[0]
         rng = random.Random(derived_seed("sepo-best-response-mixture", seed, len(responses)))
         return responses[rng.randrange(len(responses))]
-
-    def is_adaptive(self, spec: EpisodeSpec) -> bool:
-        return spec.opponent.name in self.names
 
     def expected_advantage(self) -> float:
         """The played opponent's exact expected ū_opp − ū_agent against the latest table (module doc)."""
