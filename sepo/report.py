@@ -2,7 +2,7 @@
 
 Inputs are what the stages wrote: ``metrics/eval/<policy>/<game>.json``
 (evaluate stages), ``metrics/sepo/<game>.json`` with
-``plots/sepo/<game>/steps.tsv`` (SEPO training) and ``metrics/ablation.json``.
+``plots/sepo/<run>/`` (SEPO training step logs, ``sepo.step_log``) and ``metrics/ablation.json``.
 Nothing is recomputed here: every number in the report is one of those
 files' numbers, so the report can always be traced back to them.
 
@@ -26,6 +26,7 @@ from typing import Any
 
 from sepo.games import GAME_NAMES
 from sepo.replicates import replicate_seed
+from sepo.step_log import read_step_log
 
 #: the model rows in the paper's order; references follow in params order
 MODEL_ROWS = ("base", "sft", "sepo")
@@ -51,7 +52,7 @@ class ReportInputs:
 
     evaluations: dict[str, dict[str, dict[str, Any]]]  # game -> row name -> evaluate result
     training: dict[str, dict[str, Any]] = field(default_factory=dict)  # game -> sepo summary
-    curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # game -> steps.tsv rows
+    curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # run -> step-log rows
     ablation: dict[str, Any] = field(default_factory=dict)
     profile: str = "tiny"
     comparisons: dict[str, Any] = field(default_factory=dict)  # metrics/comparisons.json (stage compare)
@@ -67,7 +68,7 @@ class ReportInputs:
             raise FileNotFoundError(f"{eval_dir}: no evaluation results (<policy>/<game>.json)")
         training = {p.stem: json.loads(p.read_text()) for p in sorted(Path(sepo_metrics).glob("*.json"))} \
             if sepo_metrics else {}
-        curves = {p.parent.name: _read_tsv(p) for p in sorted(Path(sepo_plots).glob("*/steps.tsv"))} \
+        curves = {p.name: read_step_log(p) for p in sorted(Path(sepo_plots).glob("*")) if p.is_dir()} \
             if sepo_plots else {}
         ablation_data = json.loads(Path(ablation).read_text()) if ablation and Path(ablation).exists() else {}
         profiles = {r["profile"] for rows in evaluations.values() for r in rows.values()}
@@ -93,12 +94,6 @@ class ReportInputs:
         replicates = sorted((r for r in present if is_replicate(r)), key=replicate_seed)
         return ([r for r in MODEL_ROWS if r in present] + replicates
                 + sorted(r for r in present if r not in MODEL_ROWS and r not in replicates))
-
-
-def _read_tsv(path: Path) -> list[dict[str, float]]:
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(f, delimiter="\t")]
 
 
 def is_replicate(row: str) -> bool:

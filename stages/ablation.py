@@ -10,7 +10,7 @@ pool they train against: ``per_rollout-batch-best_response``), trains
 pools; writes the table (penalty-gradient norm, exploit-pool advantage,
 collusion, externality, safety, Kuhn's NashConv and key frequencies, with
 intervals, and each arm's paired difference to none-batch) to
-``--metrics``, each arm's step log to ``--plots/<game>/<arm>.tsv`` and the
+``--metrics``, each arm's step log to ``--plots/<game>/<arm>/`` (DVCLive) and the
 measured reward components over steps to ``--plots/components.png``.
 """
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 from sepo.config import load_params
 from sepo.errors import ConfigError
-from sepo.io import write_json_atomic, write_text_atomic
+from sepo.io import write_json_atomic
 from sepo.stage import Stage
+from sepo.step_log import write_step_log
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,13 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stage.input_error(exc)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL; we know
     from sepo.training.ablation import plot_components, run_ablation
-    from sepo.training.run import history_tsv
 
     histories: dict[str, dict] = {}
 
     def write_arm(game: str, arm: str, result) -> None:
         histories.setdefault(game, {})[arm] = result.history
-        write_text_atomic(Path(args.plots) / game / f"{arm}.tsv", history_tsv(result.history))
+        write_step_log(Path(args.plots) / game / arm, result.history)
         norm = result.history[-1]["penalty_grad_norm"] if result.history else float("nan")
         audit = result.evaluation.get("audit", {}).get("scalars", {})
         nash_conv = f", NashConv {audit['nash_conv']['value']:.3f}" if "nash_conv" in audit else ""

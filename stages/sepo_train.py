@@ -11,7 +11,7 @@ last complete checkpoint of the same run), scores every checkpoint on the
 training pools and writes the best one's adapter and tokenizer to ``--out``
 (``from_pretrained`` loads it on the SFT model) with its model card
 (``README.md``: ``sepo.cards``), a summary to ``--metrics`` and the per-step
-log ``steps.tsv`` to ``--plots``.  Params are validated
+log to ``--plots`` (a DVCLive folder, ``sepo.step_log``).  Params are validated
 before anything is written: a bad key or value is one line, exit code 2.
 """
 
@@ -27,8 +27,9 @@ from typing import Any
 from sepo.config import Params, load_params, parse_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError, unknown_name
-from sepo.io import write_json_atomic, write_text_atomic
+from sepo.io import write_json_atomic
 from sepo.stage import Stage
+from sepo.step_log import write_step_log
 
 
 def with_sepo_seed(params: Params, seed: int) -> Params:
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoints", required=True, help="persistent checkpoint folder of this run")
     parser.add_argument("--out", required=True, help="folder of the selected adapter")
     parser.add_argument("--metrics", required=True, help="summary JSON")
-    parser.add_argument("--plots", required=True, help="folder of the step log steps.tsv")
+    parser.add_argument("--plots", required=True, help="DVCLive folder of the step log (sepo.step_log)")
     parser.add_argument("--seed", type=int, help="this run's sepo.seed (a replicate run from the same SFT model; "
                         "default: params' sepo.seed)")
     args = stage.parse(argv)
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.game not in params.games:
             raise unknown_name("game", args.game, params.games)
         from sepo.models.loading import resolve_model_source
-        from sepo.training.run import RunPlan, history_tsv, train_and_select
+        from sepo.training.run import RunPlan, train_and_select
 
         resolve_model_source(args.model, params.model.trust_remote_code)
         plan = RunPlan.from_params(params, args.game)
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     write_json_atomic(args.metrics, {"game": args.game, "seed": params.sepo.seed, **result.summary,
                                      "wall_time_s": stage.wall_time_s()})
-    write_text_atomic(Path(args.plots) / "steps.tsv", history_tsv(result.history))
+    write_step_log(args.plots, result.history)
     write_adapter_card(params, args, result.summary)
     selection = result.summary["selection"]
     print(f"sepo {args.game}: {result.summary['steps']} steps ({plan.mode}, {plan.scale_rewards} scaling); "

@@ -20,9 +20,9 @@ from pathlib import Path
 from sepo.config import load_params
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError
-from sepo.io import partial_folder, replace_folder, write_json_atomic, write_text_atomic
+from sepo.io import partial_folder, replace_folder, write_json_atomic
 from sepo.stage import Stage
-from sepo.tsv import tsv_table
+from sepo.step_log import trainer_rows, write_step_log
 
 
 def refuse_unvalidated(report_path: str | Path) -> None:
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", default="data/models/base", help="base model folder (default: data/models/base)")
     parser.add_argument("--out", default="data/models/sft", help="output model folder (default: data/models/sft)")
     parser.add_argument("--metrics", default="metrics/sft.json", help="summary JSON (default: metrics/sft.json)")
-    parser.add_argument("--plots", default="plots/sft", help="loss-curve folder (default: plots/sft)")
+    parser.add_argument("--plots", default="plots/sft", help="DVCLive folder of the training log (default: plots/sft)")
     parser.add_argument("--validation", default="reports/sft_validation.json",
                         help="the validate stage's report; training refuses data it failed "
                              "(default: reports/sft_validation.json)")
@@ -84,11 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     replace_folder(building, args.out)
     write_json_atomic(args.metrics, {**summary, "wall_time_s": stage.wall_time_s()})
-    plots = Path(args.plots)
-    write_text_atomic(plots / "train_loss.tsv",
-                      tsv_table([h for h in history if "loss" in h], ("step", "loss", "learning_rate")))
-    write_text_atomic(plots / "eval_loss.tsv",
-                      tsv_table([h for h in history if "eval_loss" in h], ("step", "eval_loss")))
+    write_step_log(args.plots, trainer_rows(history))
     print(f"sft: {summary['steps']} steps in {summary['train_runtime_s']} s, "
           f"train loss {summary['train_loss']}, eval loss {summary['eval_loss']} -> {args.out}")
     return 0

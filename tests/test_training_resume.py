@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sepo.step_log import read_step_log
 from sepo.training.checkpoints import complete_checkpoints
 from tests.test_training_chat_tokens import tiny_model_dir
 
@@ -58,8 +59,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == killed_at and metrics["steps"] == STEPS
     # the log holds every step once: the first run's steps come back from the checkpoint
-    rows = (tmp_path / "plots/steps.tsv").read_text().splitlines()[1:]
-    logged = [int(line.split("\t")[0]) for line in rows]
+    logged = [int(row["step"]) for row in read_step_log(tmp_path / "plots") if "reward" in row]
     assert logged == list(range(1, STEPS + 1))
     assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
     assert str(metrics["selection"]["best_step"]) in metrics["selection"]["training_pool_safety"]

@@ -39,7 +39,6 @@ from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerp
 from sepo.training.groups import group_keys
 from sepo.training.rewards import reward_functions, reward_weights
 from sepo.training.rollout import GroupRollout, PolicyFactory
-from sepo.tsv import tsv_table
 
 
 @dataclass(frozen=True)
@@ -291,7 +290,3 @@ def train_and_select(params: Params, plan: RunPlan, model_path: str | Path, chec
     }
     return RunResult(summary=summary, history=history, outcome=outcome)
 
-
-def history_tsv(rows: list[dict[str, Any]]) -> str:
-    """The step log as TSV for ``dvc plots``; a cell is empty where a step had nothing to measure."""
-    return tsv_table(rows, ["step", *LOG_COLUMNS.values()])
