@@ -56,9 +56,15 @@ def run_streamed(repo: Path, *args: str,
     Long stages print progress for minutes; streaming makes it visible in
     the flow's logs while it happens rather than at the end.
     """
+    return _streamed(_command(*args), repo, on_line)
+
+
+def _streamed(command: list[str] | str, repo: Path, on_line: Callable[[str], None]) -> CommandOutcome:
+    """Run ``command`` (a string: through the shell) in ``repo``; merged output line by line to ``on_line``."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(_command(*args), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+    with subprocess.Popen(command, shell=isinstance(command, str), cwd=repo, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                          errors="replace") as process:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.rstrip()
@@ -88,18 +94,46 @@ def pipeline_stages(repo: Path) -> list[str]:
     stages that do not depend on each other, the order of ``dvc.yaml`` is
     kept, so the order is stable from run to run.
     """
+    return list(pipeline_graph(repo))
+
+
+def pipeline_graph(repo: Path) -> dict[str, list[str]]:
+    """Each pipeline stage of ``repo`` with the stages whose outputs it uses, in ``pipeline_stages`` order."""
     import networkx as nx
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
 
+    def name(stage) -> str:
+        return stage.name if stage.path_in_repo == PROJECT_FILE else f"{stage.path_in_repo}:{stage.name}"
+
     with Repo(str(repo)) as dvc_repo:
+        graph = dvc_repo.index.graph  # an edge from each stage to the stages it depends on
         stages = dvc_repo.index.stages
         position = {stage: i for i, stage in enumerate(stages)}
-        # DVC's graph has an edge from each stage to the stages it depends on
-        ordered = nx.lexicographical_topological_sort(dvc_repo.index.graph.reverse(copy=False),
-                                                      key=position.__getitem__)
-        return [stage.name if stage.path_in_repo == PROJECT_FILE else f"{stage.path_in_repo}:{stage.name}"
-                for stage in ordered if isinstance(stage, PipelineStage)]
+        ordered = nx.lexicographical_topological_sort(graph.reverse(copy=False), key=position.__getitem__)
+        return {name(stage): [name(up) for up in graph.successors(stage) if isinstance(up, PipelineStage)]
+                for stage in ordered if isinstance(stage, PipelineStage)}
+
+
+def stage_commands(repo: Path, stage: str) -> list[str]:
+    """The shell command(s) of ``stage`` as ``dvc repro`` runs them (``${item}`` already resolved)."""
+    from dvc.repo import Repo
+
+    file, _, name = stage.rpartition(":")
+    with Repo(str(repo)) as dvc_repo:
+        (resolved,) = dvc_repo.stage.collect(f"{repo.resolve() / (file or PROJECT_FILE)}:{name}")
+        return [resolved.cmd] if isinstance(resolved.cmd, str) else list(resolved.cmd)
+
+
+def run_shell_streamed(repo: Path, command: str,
+                       on_line: Callable[[str], None] = lambda line: None) -> CommandOutcome:
+    """Run a stage's shell ``command`` in ``repo`` as DVC runs it (``sh -c``), streaming its lines."""
+    outcome = _streamed(command, repo, on_line)
+    if outcome.returncode == 0:
+        return outcome
+    # worded as `dvc repro` words it, so a failure reads (and is classified) the same either way
+    return CommandOutcome(outcome.returncode, [*outcome.tail, f"ERROR: failed to reproduce: the command "
+                                                              f"exited with {outcome.returncode}"])
 
 
 def stage_changes(repo: Path, stage: str) -> dict[str, Any]:

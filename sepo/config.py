@@ -447,6 +447,8 @@ class OrchestrationParams(_Strict):
     """The Prefect flows of ``pipelines/``: stage retries, the Dask fan-out, the evaluation schedule."""
 
     stage_retries: int = Field(ge=0, description="retries of a failed DVC stage before the flow fails")
+    stage_jobs: int = Field(gt=0, description="stages the pipeline flow runs side by side (1: one `dvc repro` "
+                            "per stage; more: independent stages' commands at once, each then `dvc commit`-ed)")
     retry_backoff_seconds: float = Field(ge=0, description="delay before the first retry; doubles each retry")
     dask_address: str | None = Field(description="Dask scheduler address (tcp://host:8786) for the evaluation "
                                      "fan-out; null starts a local cluster; SEPO_DASK_ADDRESS overrides it")

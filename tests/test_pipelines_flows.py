@@ -39,8 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every stage logs its name to ran.log (so a test sees which commands ran) and
 # exits with the number in fail_<name> when that file exists (failure injection).
 STEP = """\
-import json, pathlib, sys, yaml
+import json, pathlib, sys, time, yaml
 name = sys.argv[1]
+started = time.time()
+if pathlib.Path("slow").exists() and name.startswith("train_"):  # a training stage that takes a while
+    time.sleep(2)
+    pathlib.Path(f"span_{name}").write_text(f"{started} {time.time()}")
 with open("ran.log", "a") as log:
     log.write(name + "\\n")
 fail = pathlib.Path(f"fail_{name}")
@@ -152,6 +156,43 @@ def test_a_failed_stage_fails_the_flow_by_name_after_its_retries_and_keeps_earli
 
     assert state.is_failed() and "train@y" in state.message
     assert ran(repo)[4:] == ["train_y"]  # prepare and train@x were up to date; one attempt
+
+
+def test_two_jobs_run_independent_stages_side_by_side_and_commit_each_to_dvc_lock(tmp_path):
+    repo = make_project(tmp_path / "project")
+    (repo / "slow").write_text("")
+
+    first = sepo_pipeline(str(repo), retries=0, jobs=2)
+
+    assert sorted((r.stage, r.status) for r in first) == [
+        ("prepare", "ran"), ("score", "ran"), ("train@x", "ran"), ("train@y", "ran")]
+    assert ran(repo)[0] == "prepare" and ran(repo)[-1] == "score"  # dependencies first, as dvc repro
+    (x_start, x_end), (y_start, y_end) = (map(float, (repo / f"span_train_{n}").read_text().split()) for n in "xy")
+    assert x_start < y_end and y_start < x_end, "the two training stages did not overlap"
+    assert json.loads((repo / "metrics.json").read_text())["score"] == 0.5
+    # each stage was committed as `dvc repro` would have: DVC sees every stage up to date
+    assert all(stage_changes(repo, stage) == {} for stage in ("prepare", "train@x", "train@y", "score"))
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"prepare", "train@x", "train@y", "score"}
+    assert lock["score"]["params"]["params.yaml"] == {"eval.seed": 0}
+
+    second = sepo_pipeline(str(repo), retries=0, jobs=2)
+
+    assert [r.status for r in second] == ["up to date"] * 4
+    assert len(ran(repo)) == 4
+
+
+def test_with_two_jobs_a_failed_stage_stops_new_stages_and_fails_the_flow_by_name(tmp_path):
+    repo = make_project(tmp_path / "project")
+    (repo / "fail_train_y").write_text("2")
+
+    state = sepo_pipeline(str(repo), retries=1, retry_backoff_seconds=0, jobs=2, return_state=True)
+
+    assert state.is_failed() and "train@y" in state.message
+    assert sorted(ran(repo)) == ["prepare", "train_x", "train_y"]  # exit 2: one attempt; score never started
+    assert stage_changes(repo, "train@x") == {}  # the stage beside it ended and was committed
+    rows = {r["stage"]: (r["status"], r["attempts"]) for r in table("sepo-pipeline-stages")}
+    assert rows == {"prepare": ("ran", 1), "train@x": ("ran", 1), "train@y": ("failed", 1)}
 
 
 def test_the_pipeline_checks_params_before_running_any_stage(tmp_path):
