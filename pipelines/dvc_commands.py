@@ -115,13 +115,19 @@ def pipeline_graph(repo: Path) -> dict[str, list[str]]:
                 for stage in ordered if isinstance(stage, PipelineStage)}
 
 
-def stage_commands(repo: Path, stage: str) -> list[str]:
-    """The shell command(s) of ``stage`` as ``dvc repro`` runs them (``${item}`` already resolved)."""
+def prepare_stage_run(repo: Path, stage: str) -> list[str]:
+    """Do what ``dvc repro`` does before a stage's command, and return its shell command(s).
+
+    That is: remove the stage's outputs, except ``persist`` ones (DVC's own
+    ``Stage.remove_outs``, under the repository lock), so a folder output
+    holds only what this run writes.  Commands come resolved (``${item}``).
+    """
     from dvc.repo import Repo
 
     file, _, name = stage.rpartition(":")
-    with Repo(str(repo)) as dvc_repo:
+    with Repo(str(repo)) as dvc_repo, dvc_repo.lock:
         (resolved,) = dvc_repo.stage.collect(f"{repo.resolve() / (file or PROJECT_FILE)}:{name}")
+        resolved.remove_outs(ignore_remove=False, force=False)
         return [resolved.cmd] if isinstance(resolved.cmd, str) else list(resolved.cmd)
 
 

@@ -9,12 +9,11 @@ stage list and order come from ``dvc.yaml`` itself (foreach stages expand to
 With ``orchestration.stage_jobs`` (or ``--jobs``) above 1, stages that do not
 depend on each other run side by side.  ``dvc repro`` holds the repository's
 lock for its whole run, so two cannot share a workspace; instead each changed
-stage's own command runs (as ``dvc repro`` would run it) and ``dvc commit
---force STAGE`` then records its dependencies and outputs in ``dvc.lock``.
-DVC's status and commit calls take turns; only the commands overlap.  Unlike
-``dvc repro``, this path neither removes a stage's outputs before its command
-nor consults DVC's run cache: this project's stages build their outputs beside
-the old ones and swap them in, so nothing is lost either way.
+stage's outputs are removed and its own command runs, as ``dvc repro`` would
+do, and ``dvc commit --force STAGE`` then records its dependencies and outputs
+in ``dvc.lock``.  DVC's own calls take turns; only the commands overlap.  The
+one difference from ``dvc repro``: DVC's run cache is not consulted, so a stage
+whose exact inputs ran before runs again rather than being restored.
 
 A failed stage is retried with exponential backoff (``orchestration.stage_retries``
 and ``orchestration.retry_backoff_seconds`` in ``params.yaml``), except when
@@ -51,10 +50,10 @@ from pipelines.dvc_commands import (
     metrics_rows,
     pipeline_graph,
     pipeline_stages,
+    prepare_stage_run,
     run_shell_streamed,
     run_streamed,
     stage_changes,
-    stage_commands,
 )
 from sepo.config import load_params
 from sepo.errors import ConfigError
@@ -115,7 +114,7 @@ def run_and_commit_stage(repo_dir: str, stage: str) -> tuple[str, int]:
     attempt = current_task_run.run_count
     with DVC_TURNS:
         changes = stage_changes(repo, stage)
-        commands = stage_commands(repo, stage) if changes else []
+        commands = prepare_stage_run(repo, stage) if changes else []
     if not changes:
         logger.info("stage %s is up to date: nothing to do", stage)
         return "up to date", attempt

@@ -17,13 +17,13 @@ measured reward components over steps to ``--plots/components.png``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from sepo.config import load_params
 from sepo.errors import ConfigError
-from sepo.io import write_json_atomic
+from sepo.io import partial_folder, replace_folder, write_json_atomic
 from sepo.stage import Stage
 from sepo.step_log import write_step_log
 
@@ -48,10 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sepo.training.ablation import plot_components, run_ablation
 
     histories: dict[str, dict] = {}
+    plots = partial_folder(args.plots)  # built beside the old folder and swapped in whole: no stale arm lingers
+    shutil.rmtree(plots, ignore_errors=True)
+    plots.mkdir(parents=True)
 
     def write_arm(game: str, arm: str, result) -> None:
         histories.setdefault(game, {})[arm] = result.history
-        write_step_log(Path(args.plots) / game / arm, result.history)
+        write_step_log(plots / game / arm, result.history)
         norm = result.history[-1]["penalty_grad_norm"] if result.history else float("nan")
         audit = result.evaluation.get("audit", {}).get("scalars", {})
         nash_conv = f", NashConv {audit['nash_conv']['value']:.3f}" if "nash_conv" in audit else ""
@@ -59,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"last penalty-gradient norm {norm:.3g}", flush=True)
 
     table = run_ablation(params, args.model, on_arm=write_arm)
+    plot_components(histories, plots / "components.png")
+    replace_folder(plots, args.plots)
     write_json_atomic(args.metrics, table)
-    plot_components(histories, Path(args.plots) / "components.png")
     return 0
 
 

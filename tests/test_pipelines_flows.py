@@ -181,6 +181,15 @@ def test_two_jobs_run_independent_stages_side_by_side_and_commit_each_to_dvc_loc
     assert [r.status for r in second] == ["up to date"] * 4
     assert len(ran(repo)) == 4
 
+    # a rerun starts from what dvc repro starts from: the stage's old outputs are gone before its command
+    (repo / "fail_score").write_text("1")
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["eval"]["seed"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    state = sepo_pipeline(str(repo), retries=0, jobs=2, return_state=True)
+    assert state.is_failed() and "score" in state.message
+    assert not (repo / "metrics.json").exists()
+
 
 def test_with_two_jobs_a_failed_stage_stops_new_stages_and_fails_the_flow_by_name(tmp_path):
     repo = make_project(tmp_path / "project")

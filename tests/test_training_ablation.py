@@ -85,3 +85,35 @@ def test_an_arm_can_set_its_own_best_response_mixture():
     plain = AblationRun(mode="per_rollout", scale_rewards="batch", add_exploit=["BestResponse"])
     assert arm_name(plain) == "per_rollout-batch-best_response"
     assert arm_params(PARAMS, "kuhn", plain).sepo.best_response_mixture == PARAMS.sepo.best_response_mixture
+
+
+@pytest.mark.slow
+def test_the_ablation_stage_replaces_its_plots_folder_whole_with_one_dvclive_log_per_arm(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from sepo.step_log import read_step_log
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["kuhn"]["rounds"] = 2
+    raw["sepo"].update(groups_per_step=1, num_threads=1)
+    raw["generation"]["max_new_tokens"] = 8
+    raw["eval"]["bootstrap_samples"] = 50
+    arms = [{"mode": mode, "scale_rewards": "batch"} for mode in ("constant", "none")]
+    raw["ablation"].update(games=["kuhn"], max_steps=1, eval_episodes=1, runs=arms, workers=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    stale = tmp_path / "plots" / "ipd" / "none-batch.tsv"  # the layout before DVCLive: must not linger
+    stale.parent.mkdir(parents=True)
+    stale.write_text("step\treward\n1\t0\n")
+
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / "ablation.py"), "--params", "params.yaml",
+                           "--model", tiny_model_dir(), "--metrics", "ablation.json", "--plots", "plots"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not stale.exists() and not (tmp_path / "plots" / "ipd").exists()
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["components.png", "kuhn"]
+    for arm in ("constant-batch", "none-batch"):
+        assert [int(row["step"]) for row in read_step_log(tmp_path / "plots" / "kuhn" / arm)] == [1]
+    assert set(json.loads((tmp_path / "ablation.json").read_text())["kuhn"]) >= {"constant-batch", "none-batch"}
