@@ -14,16 +14,20 @@ do the same thing.
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PROJECT_FILE = "dvc.yaml"
 TAIL_LINES = 20  # lines of a failed command quoted in its error
+PROGRESS_LOG_SECONDS = 30.0  # a redrawn progress bar is logged at most this often
 
 
 class DvcCommandError(RuntimeError):
@@ -63,15 +67,39 @@ def _streamed(command: list[str] | str, repo: Path, on_line: Callable[[str], Non
     """Run ``command`` (a string: through the shell) in ``repo``; merged output line by line to ``on_line``."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(command, shell=isinstance(command, str), cwd=repo, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                          errors="replace") as process:
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as process:
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip()
-            if line:
-                tail.append(line)
-                on_line(line)
+        for line in output_lines(process.stdout):
+            tail.append(line)
+            on_line(line)
     return CommandOutcome(process.returncode, list(tail))
+
+
+def output_lines(stream: IO[bytes], redraw_every_s: float = PROGRESS_LOG_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
+    """A command's output as log lines: every line, and a redrawn progress bar once per ``redraw_every_s``.
+
+    A bar (tqdm's, for one: the Trainer's in the ``sft`` stage) redraws itself
+    with a carriage return many times a second; read as lines, one SFT run
+    alone would fill a flow's log with thousands of them.
+    """
+    last_redraw = -math.inf
+    pending = b""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        pending += chunk
+        *segments, pending = re.split(rb"(\r\n|\n|\r)", pending)
+        for text, end in zip(segments[::2], segments[1::2], strict=True):
+            line = text.decode("utf-8", errors="replace").rstrip()
+            if not line:
+                continue
+            if end == b"\r":
+                now = clock()
+                if now - last_redraw < redraw_every_s:
+                    continue
+                last_redraw = now
+            yield line
+    if pending.strip():
+        yield pending.decode("utf-8", errors="replace").rstrip()
 
 
 def run_json(repo: Path, *args: str) -> Any:

@@ -343,3 +343,15 @@ def test_the_comparison_marks_experiments_without_results_as_failed():
          "metrics.json:score": 1.5},
         {"experiment": "grid-2", "rev": "", "status": "failed", "eval.seed": None},
     ]
+
+
+def test_a_redrawn_progress_bar_reaches_the_log_once_per_period_and_every_line_always():
+    import io
+
+    from pipelines.dvc_commands import output_lines
+
+    output = b"loading\n" + b"".join(f"step {i}/9\r".encode() for i in range(10)) + b"saved\r\nbye"
+    stream = io.BufferedReader(io.BytesIO(output), buffer_size=7)  # lines split across reads
+    redraws = iter(range(0, 1000, 10))  # each redraw comes 10 s after the one before
+    lines = list(output_lines(stream, redraw_every_s=30, clock=lambda: next(redraws)))
+    assert lines == ["loading", "step 0/9", "step 3/9", "step 6/9", "step 9/9", "saved", "bye"]
