@@ -24,6 +24,18 @@ def _episodes(agent: str, seeds: range) -> list:
             for opponent in ("AlwaysDefect", "AlternatingDefect") for seed in seeds]
 
 
+def tiny_kuhn_ablation(modes: tuple[str, ...], *, max_steps: int, workers: int) -> dict:
+    """params.yaml as raw data, narrowed to a seconds-long Kuhn ablation of ``modes`` (batch scaling)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["games"]["kuhn"]["rounds"] = 2
+    raw["sepo"].update(groups_per_step=1, num_threads=1)
+    raw["generation"]["max_new_tokens"] = 8
+    raw["eval"]["bootstrap_samples"] = 50
+    arms = [{"mode": mode, "scale_rewards": "batch"} for mode in modes]
+    raw["ablation"].update(games=["kuhn"], max_steps=max_steps, eval_episodes=1, runs=arms, workers=workers)
+    return raw
+
+
 def test_paired_difference_by_hand():
     game = PARAMS.game("ipd")
     treated, control = _episodes("TitForTat", range(3)), _episodes("AlwaysCooperate", range(3))
@@ -42,14 +54,7 @@ def test_paired_difference_by_hand():
 
 @pytest.mark.slow
 def test_a_tiny_ablation_reports_exact_zero_penalty_gradients_for_constant_and_none(tmp_path):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["games"]["kuhn"]["rounds"] = 2
-    raw["sepo"].update(groups_per_step=1, num_threads=1)
-    raw["generation"]["max_new_tokens"] = 8
-    raw["eval"]["bootstrap_samples"] = 50
-    arms = [{"mode": mode, "scale_rewards": "batch"} for mode in ("per_rollout", "constant", "none")]
-    raw["ablation"].update(games=["kuhn"], max_steps=2, eval_episodes=1, runs=arms, workers=2)
-    params = parse_params(raw)
+    params = parse_params(tiny_kuhn_ablation(("per_rollout", "constant", "none"), max_steps=2, workers=2))
     histories: dict[str, dict] = {}
 
     def keep_history(game, arm, result):
@@ -95,13 +100,7 @@ def test_the_ablation_stage_replaces_its_plots_folder_whole_with_one_dvclive_log
 
     from sepo.step_log import read_step_log
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["games"]["kuhn"]["rounds"] = 2
-    raw["sepo"].update(groups_per_step=1, num_threads=1)
-    raw["generation"]["max_new_tokens"] = 8
-    raw["eval"]["bootstrap_samples"] = 50
-    arms = [{"mode": mode, "scale_rewards": "batch"} for mode in ("constant", "none")]
-    raw["ablation"].update(games=["kuhn"], max_steps=1, eval_episodes=1, runs=arms, workers=1)
+    raw = tiny_kuhn_ablation(("constant", "none"), max_steps=1, workers=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     stale = tmp_path / "plots" / "ipd" / "none-batch.tsv"  # the layout before DVCLive: must not linger
     stale.parent.mkdir(parents=True)
