@@ -152,9 +152,8 @@ def prepare_stage_run(repo: Path, stage: str) -> list[str]:
     """
     from dvc.repo import Repo
 
-    file, _, name = stage.rpartition(":")
     with Repo(str(repo)) as dvc_repo, dvc_repo.lock:
-        (resolved,) = dvc_repo.stage.collect(f"{repo.resolve() / (file or PROJECT_FILE)}:{name}")
+        (resolved,) = dvc_repo.stage.collect(_stage_target(repo, stage))
         resolved.remove_outs(ignore_remove=False, force=False)
         return [resolved.cmd] if isinstance(resolved.cmd, str) else list(resolved.cmd)
 
@@ -165,7 +164,7 @@ def run_shell_streamed(repo: Path, command: str,
     outcome = _streamed(command, repo, on_line)
     if outcome.returncode == 0:
         return outcome
-    # worded as `dvc repro` words it, so a failure reads (and is classified) the same either way
+    # worded as `dvc repro` words it, so a failure reads the same in either path
     return CommandOutcome(outcome.returncode, [*outcome.tail, f"ERROR: failed to reproduce: the command "
                                                               f"exited with {outcome.returncode}"])
 
@@ -174,10 +173,14 @@ def stage_changes(repo: Path, stage: str) -> dict[str, Any]:
     """What ``dvc status STAGE`` reports (without its upstream stages): empty when up to date."""
     from dvc.repo import Repo
 
-    # DVC resolves a bare stage name against the current folder; an absolute path does not depend on it
-    file, _, name = stage.rpartition(":")
     with Repo(str(repo)) as dvc_repo:
-        return dvc_repo.status(targets=[f"{repo.resolve() / (file or PROJECT_FILE)}:{name}"])
+        return dvc_repo.status(targets=[_stage_target(repo, stage)])
+
+
+def _stage_target(repo: Path, stage: str) -> str:
+    """``stage`` as an absolute DVC target: DVC resolves a bare stage name against the current folder."""
+    file, _, name = stage.rpartition(":")
+    return f"{repo.resolve() / (file or PROJECT_FILE)}:{name}"
 
 
 def flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -58,10 +58,10 @@ TRAINER_SEED_BITS = 32
 #: cosine_with_min_lr, cosine_warmup_with_min_lr and warmup_stable_decay need ``lr_scheduler_kwargs``,
 #: which params do not set, so they would fail only when training starts.  Listed here rather than
 #: imported because importing transformers costs seconds in every stage that only reads params.
-#: ``sepo.best_response_mixture``: which best responses an adaptive opponent plays (``sepo.training.adaptive``)
-BEST_RESPONSE_MIXTURES = ("latest", "average")
 SFT_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                   "inverse_sqrt", "reduce_lr_on_plateau", "greedy")
+#: ``sepo.best_response_mixture``: which best responses an adaptive opponent plays (``sepo.training.adaptive``)
+BEST_RESPONSE_MIXTURES = ("latest", "average")
 #: report rows that come from a model (``stages/evaluate.py --policy``); the others are eval.references roles
 MODEL_ROWS = ("base", "sft", "sepo")
 #: a Dask scheduler address: protocol://host[:port]

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = stage.parser
     parser.add_argument("--eval", default="metrics/eval", help="evaluation results folder")
     parser.add_argument("--sepo-metrics", default="metrics/sepo", help="SEPO training summaries")
-    parser.add_argument("--sepo-plots", default="plots/sepo", help="SEPO step logs (<game>/steps.tsv)")
+    parser.add_argument("--sepo-plots", default="plots/sepo", help="SEPO step logs (<run>/, DVCLive folders)")
     parser.add_argument("--ablation", default="metrics/ablation.json", help="ablation metrics")
     parser.add_argument("--comparisons", default="metrics/comparisons.json",
                         help="paired comparisons (stage compare)")
