@@ -11,9 +11,12 @@ was trained on.  Write one next to the weights with :func:`write_model_card`:
                       training={"steps": 4}, evaluation={"safety": -0.1, "pay": 2.3})
     write_model_card("data/models/sepo/ipd", card)
 
-A SEPO adapter's card is built from its training summary (the ``sepo``
-stage's metrics) by :func:`sepo_adapter_card`: method, penalty mode, GRPO and
-LoRA settings, the steps trained and the checkpoint selection.
+Each stage writes its model's card from what it ran: the tiny base's
+(:func:`base_model_card`: shape, parameters, tokenizer), the SFT model's
+(:func:`sft_model_card`: the SFT settings, steps and losses) and each SEPO
+adapter's (:func:`sepo_adapter_card`, from the ``sepo`` stage's metrics:
+method, penalty mode, GRPO and LoRA settings, the steps trained and the
+checkpoint selection).
 """
 
 from __future__ import annotations
@@ -193,3 +196,43 @@ def sepo_adapter_card(game: str, summary: Mapping[str, Any], *, parent: str, see
     ]
     return model_card("sepo", model_name=model_name or f"sepo-{game}", base_model=base_model, parent=parent,
                       game=game, training=training, sections={"Checkpoint selection": chosen})
+
+
+def base_model_card(sizes: Mapping[str, Any], *, parameters: int, vocabulary: int, examples: int,
+                    seed: int) -> ModelCard:
+    """The card of the tiny random base the ``base_model`` stage builds (``model.base: tiny``).
+
+    A Hub base needs none: its folder only records the Hub id, whose own card is on the Hub.
+    """
+    training = {
+        "architecture": "Qwen3 (randomly initialised)",
+        "parameters": f"{parameters:,}",
+        "tokenizer": f"byte-level BPE, {vocabulary} tokens, trained on {examples:,} SFT examples",
+        "model.seed": seed,
+        **{f"model.tiny.{key}": value for key, value in sizes.items()},
+    }
+    return model_card("base", model_name="sepo-tiny-base", training=training)
+
+
+#: SFT params worth a card, in the order a reader looks for them
+SFT_CARD_KEYS = ("method", "corpus", "completion_only_loss", "learning_rate", "lr_scheduler_type",
+                 "warmup_ratio", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "max_length", "seed")
+
+
+def sft_model_card(summary: Mapping[str, Any], settings: Mapping[str, Any], *, parent: str,
+                   base_model: str | None = None) -> ModelCard:
+    """The card of the SFT model, from its run's ``summary`` (``metrics/sft.json``) and ``sft`` params.
+
+    ``settings`` is the ``sft`` params block; a LoRA run also lists its adapter settings.
+    """
+    training: dict[str, Any] = {
+        **{f"sft.{key}": settings[key] for key in SFT_CARD_KEYS if key in settings},
+        **({f"sft.lora.{key}": ", ".join(value) if isinstance(value, list | tuple) else value
+            for key, value in settings["lora"].items()} if settings.get("method") == "lora" else {}),
+        "optimizer steps": summary["steps"],
+        "training examples": summary["train_examples"],
+        "final training loss": summary.get("final_logged_loss"),
+        "validation loss": summary.get("eval_loss"),
+    }
+    return model_card("sft", model_name="sepo-sft", base_model=base_model, parent=parent, training=training)

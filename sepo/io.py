@@ -96,8 +96,8 @@ def content_hash(path: str | Path, *, recursive: bool = True) -> str:
 
     What identifies a model: two folders hash equal only if every file is
     byte-identical, whatever their sizes or timestamps.  ``recursive=False``
-    hashes a folder's own files only (a model folder's, not the training
-    checkpoints the SFT stage keeps in a subfolder).
+    hashes a folder's own files only (a model folder's weights, config and
+    tokenizer, not whatever a subfolder holds).
     """
     path = Path(path)
     digest = hashlib.sha256()

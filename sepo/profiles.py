@@ -271,7 +271,7 @@ def build_plan(params: Params, profile: str | None) -> dict[str, Any]:
         sft = sft.model_copy(update={"bf16": False})
         notes.append("sft.bf16 is true: this machine has no bf16 GPU and transformers refuses bf16 without "
                      "one, so the SFTConfig was checked with bf16 off; the sft stage sets it on the GPU")
-    built_sft = sft_config(sft, "data/models/sft/checkpoints", has_eval=sft.valid_examples_per_domain > 0)
+    built_sft = sft_config(sft, "data/checkpoints/sft", has_eval=sft.valid_examples_per_domain > 0)
     sft_fields = _set_fields(built_sft, KEY_FIELDS["sft"])
     sft_fields["bf16"] = params.sft.bf16
     grpo: dict[str, Any] = {}

@@ -23,16 +23,24 @@ first rounds eight times over, for several times fewer tokens.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from sepo.checkpoints import PREFIX, claim, complete_checkpoints, model_fingerprint
 from sepo.config import Params, SFTParams
 from sepo.errors import ConfigError
 from sepo.io import read_parquet
 
 CONVERSATION_COLUMNS = ("prompt", "completion")
+
+#: SFT params that change neither what is trained nor its log: a crashed run resumes across them
+RESUME_INDEPENDENT = frozenset({"save_steps", "save_total_limit", "num_threads"})
 
 
 def domain_examples(data_dir: str | Path, params: Params, split: str,
@@ -117,27 +125,57 @@ def sft_config(sft: SFTParams, output_dir: str | Path, has_eval: bool):
     )
 
 
+def sft_identity(sft: SFTParams, base: str | Path, train: list[dict[str, Any]],
+                 valid: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything that makes two SFT runs the same run: params, the base's bytes, the corpus.
+
+    Only a run with this identity resumes from the checkpoints (``sepo.checkpoints.claim``).
+    """
+    corpus = hashlib.sha256(json.dumps([train, valid], sort_keys=True).encode()).hexdigest()
+    return {"sft": sft.model_dump(exclude=set(RESUME_INDEPENDENT)),
+            "base_fingerprint": model_fingerprint(base), "corpus": corpus}
+
+
 def train_sft(model, tokenizer, sft: SFTParams, train: list[dict[str, Any]], valid: list[dict[str, Any]],
-              out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
+              out_dir: str | Path, checkpoints: str | Path | None = None,
+              identity: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
     """Train, save the model (or adapter) and tokenizer to ``out_dir``; (summary, log history, model).
 
-    Checkpoints go to ``out_dir/checkpoints``; the final model is written at
-    ``out_dir`` itself so that ``from_pretrained(out_dir)`` loads it.
+    The final model is written at ``out_dir`` itself so that
+    ``from_pretrained(out_dir)`` loads it; nothing else goes there.  Training
+    checkpoints (optimizer and RNG state, pickles) go to ``checkpoints``,
+    outside the released model: a run killed midway with the same
+    ``identity`` (``sft_identity``) resumes from the last complete one.
+    Once the model is saved they have served and are removed, so a forced
+    rerun trains from scratch.  Without ``checkpoints`` they go to a
+    temporary folder (nothing to resume from).
     """
+    if checkpoints is None:
+        with tempfile.TemporaryDirectory(prefix="sft-checkpoints-") as scratch:
+            return train_sft(model, tokenizer, sft, train, valid, out_dir, scratch)
     from datasets import Dataset
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(sft, Path(out_dir) / "checkpoints", has_eval=bool(valid)),
+        args=sft_config(sft, checkpoints, has_eval=bool(valid)),
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(valid) if valid else None,
         processing_class=tokenizer,
         peft_config=sft.lora.peft_config() if sft.method == "lora" else None,
     )
-    result = trainer.train()
+    with trainer.accelerator.main_process_first():
+        resumable = identity is not None and claim(checkpoints, identity)
+    found = complete_checkpoints(checkpoints) if resumable else []
+    last = found[-1][1] if found else None
+    if last is not None:
+        print(f"sft: resuming from {last} (step {found[-1][0]})", flush=True)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out_dir))
     Path(out_dir, "training_args.bin").unlink(missing_ok=True)  # a pickle; the model itself is safetensors
+    if trainer.accelerator.is_main_process:
+        for path in Path(checkpoints).glob(f"{PREFIX}*"):
+            shutil.rmtree(path, ignore_errors=True)
     history = trainer.state.log_history
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]

@@ -5,7 +5,8 @@
 ``model.base: tiny`` trains a byte-level BPE tokenizer on the SFT corpus (the
 rows the ``sft`` stage trains on) and builds a randomly initialised Qwen3 of
 ``model.tiny``'s sizes; both are saved with ``save_pretrained``
-(safetensors).  A Hub id is only recorded (``hub_model.json``: id, revision,
+(safetensors), with a model card (``sepo.cards.base_model_card``).  The
+folder is built beside ``--out`` and swapped in whole.  A Hub id is only recorded (``hub_model.json``: id, revision,
 trust_remote_code): nothing is downloaded here.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from sepo.config import load_params
 from sepo.errors import ConfigError
+from sepo.io import partial_folder, replace_folder
 from sepo.stage import Stage
 
 TINY = "tiny"
@@ -39,11 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             examples = sft_examples(args.data, params, "train")
             tokenizer = train_tokenizer(chat_texts(corpus_conversations(examples)), params.model.tiny.vocab_size,
                                         params.model.tiny.max_token_length)
+            from sepo.cards import base_model_card, write_model_card
+
             model = build_tiny_model(tokenizer, params.model.tiny, params.model.seed)
-            shutil.rmtree(out, ignore_errors=True)
-            tokenizer.save_pretrained(out)
-            model.save_pretrained(out)
             size = sum(p.numel() for p in model.parameters())
+            building = partial_folder(out)
+            shutil.rmtree(building, ignore_errors=True)
+            tokenizer.save_pretrained(building)
+            model.save_pretrained(building)
+            write_model_card(building, base_model_card(
+                params.model.tiny.model_dump(), parameters=size, vocabulary=len(tokenizer),
+                examples=len(examples), seed=params.model.seed))
+            replace_folder(building, out)
             print(f"tiny Qwen3: {size:,} parameters, vocabulary {len(tokenizer)}, "
                   f"tokenizer trained on {len(examples):,} examples -> {out}")
         else:
@@ -52,10 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not looks_like_hub_id(params.model.base):
                 raise ConfigError(f"model.base: expected 'tiny' or a Hub id 'owner/name', got {params.model.base!r}")
             commit, note = resolve_hub_commit(params.model.base, params.model.revision)
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
+            building = partial_folder(out)
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir(parents=True)
             HubReference(params.model.base, params.model.revision, params.model.trust_remote_code,
-                         commit, note).write(out)
+                         commit, note).write(building)
+            replace_folder(building, out)
             print(f"recorded {params.model.base}@{params.model.revision} (commit {commit or 'unresolved'}: "
                   f"{note}) -> {out}")
     except ConfigError as exc:

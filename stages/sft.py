@@ -1,12 +1,14 @@
 """DVC stage `sft`: supervised fine-tuning of the base model with TRL (SPEC section 6).
 
     python stages/sft.py --params params.yaml --data data/sft --base data/models/base \
-        --out data/models/sft --metrics metrics/sft.json --plots plots/sft
+        --checkpoints data/checkpoints/sft --out data/models/sft --metrics metrics/sft.json --plots plots/sft
 
 Writes the fine-tuned model (or LoRA adapter) and its tokenizer to ``--out``
-(``from_pretrained`` loads it; checkpoints under ``--out/checkpoints``), a
-summary to ``--metrics`` and the loss curves ``train_loss.tsv`` and
-``eval_loss.tsv`` to ``--plots`` for ``dvc plots``.
+(``from_pretrained`` loads it) with its model card (``sepo.cards.sft_model_card``), a summary to
+``--metrics`` and the training log, a DVCLive folder, to ``--plots``.  Training
+checkpoints go to ``--checkpoints``, never released: a run killed midway
+resumes from them when nothing that defines it changed (``sepo.sft.sft_identity``),
+and they are removed once the model is saved.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = stage.parser
     parser.add_argument("--data", default="data/sft", help="SFT datasets folder (default: data/sft)")
     parser.add_argument("--base", default="data/models/base", help="base model folder (default: data/models/base)")
+    parser.add_argument("--checkpoints", default="data/checkpoints/sft",
+                        help="training checkpoints, resumed after a crash (default: data/checkpoints/sft)")
     parser.add_argument("--out", default="data/models/sft", help="output model folder (default: data/models/sft)")
     parser.add_argument("--metrics", default="metrics/sft.json", help="summary JSON (default: metrics/sft.json)")
     parser.add_argument("--plots", default="plots/sft", help="DVCLive folder of the training log (default: plots/sft)")
@@ -62,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         refuse_unvalidated(args.validation)
         import torch
 
+        from sepo.cards import sft_model_card, write_model_card
         from sepo.models.loading import load_model_and_tokenizer
-        from sepo.sft import sft_examples, train_sft
+        from sepo.sft import sft_examples, sft_identity, train_sft
 
         if params.sft.num_threads:
             torch.set_num_threads(params.sft.num_threads)
@@ -79,9 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     building = partial_folder(args.out)
     if main_process:  # under accelerate launch, one rank clears; the trainer saves from rank 0 alone
         shutil.rmtree(building, ignore_errors=True)
-    summary, history, _ = train_sft(model, tokenizer, params.sft, train, valid, building)
+    summary, history, _ = train_sft(model, tokenizer, params.sft, train, valid, building, args.checkpoints,
+                                    identity=sft_identity(params.sft, args.base, train, valid))
     if not main_process:
         return 0
+    write_model_card(building, sft_model_card(summary, params.sft.model_dump(), parent=args.base,
+                                              base_model=None if params.model.base == "tiny" else params.model.base))
     replace_folder(building, args.out)
     write_json_atomic(args.metrics, {**summary, "wall_time_s": stage.wall_time_s()})
     write_step_log(args.plots, trainer_rows(history))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sepo.checkpoints import claim, complete_checkpoints, model_fingerprint, within_budget
 from sepo.errors import ConfigError
 from sepo.models.loading import load_model_and_tokenizer
-from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerprint, within_budget
 from sepo.training.selection import export_policy
 from tests.test_training_chat_tokens import tiny_model_dir
 
@@ -74,7 +74,7 @@ def test_the_fingerprint_sees_different_weights_of_the_same_size(tmp_path):
     assert (a / "model.safetensors").stat().st_size == (b / "model.safetensors").stat().st_size
     assert model_fingerprint(a) != model_fingerprint(b)
     assert model_fingerprint(a) == model_fingerprint(moved)  # where a model lies is not what it is
-    (a / "checkpoints").mkdir()  # the SFT stage's training checkpoints are not part of the model
+    (a / "checkpoints").mkdir()  # a subfolder (training state, say) is not part of the model
     (a / "checkpoints/optimizer.pt").write_bytes(b"state")
     assert model_fingerprint(a) == model_fingerprint(moved)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -81,3 +82,66 @@ def test_lora_adapter_trains_saves_and_reloads_to_the_same_outputs(tmp_path):
         with torch.no_grad():
             again = reloaded(input_ids=probe).logits
         assert torch.allclose(after, again, atol=1e-5)
+
+
+def test_a_killed_sft_run_resumes_to_the_same_model_and_a_changed_one_starts_over(tmp_path, monkeypatch, capsys):
+    """Checkpoints live outside the model folder; only a run with the same identity resumes from them."""
+    from transformers import Trainer
+
+    from sepo.sft import sft_identity
+
+    base = tiny_model_dir(str(tmp_path.parent))
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in decision_rows(scripted_chats()[:2])]
+    sft = PARAMS.sft.model_copy(update={
+        "corpus": "decisions", "max_steps": 4, "per_device_train_batch_size": 2, "learning_rate": 1e-2,
+        "logging_steps": 1, "eval_steps": 2, "save_steps": 2, "save_total_limit": 2})
+    identity = sft_identity(sft, base, rows[:8], rows[8:10])
+
+    def trained(name: str, checkpoints, run_identity=identity) -> dict[str, torch.Tensor]:
+        model, tokenizer = load_model_and_tokenizer(base)
+        summary, _, _ = train_sft(model, tokenizer, sft, rows[:8], rows[8:10], tmp_path / name,
+                                        checkpoints, identity=run_identity)
+        assert summary["steps"] == 4
+        return load_model_and_tokenizer(tmp_path / name)[0].state_dict()
+
+    whole = trained("whole", tmp_path / "ckpt-whole")
+    assert sorted(p.name for p in (tmp_path / "whole").iterdir() if p.is_dir()) == []  # only the model
+    assert not list((tmp_path / "ckpt-whole").glob("checkpoint-*"))  # served; a forced rerun starts over
+
+    save_model = Trainer.save_model
+
+    def killed(self, output_dir=None, *args, **kwargs):  # checkpoints save; the final model does not
+        if "checkpoint-" not in str(output_dir):
+            raise KeyboardInterrupt("killed")
+        return save_model(self, output_dir, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # the run dies after its last checkpoint, before the model is saved
+        patch.setattr(Trainer, "save_model", killed)
+        with pytest.raises(KeyboardInterrupt):
+            trained("killed", tmp_path / "ckpt")
+    assert not (tmp_path / "killed").exists()
+    shutil.rmtree(tmp_path / "ckpt" / "checkpoint-4")  # as if killed during step 3
+    capsys.readouterr()
+    training_step, steps = Trainer.training_step, []
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return training_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "training_step", counted)
+        resumed = trained("resumed", tmp_path / "ckpt")
+    assert "resuming from" in capsys.readouterr().out
+    assert steps == [2, 3]  # only the steps after checkpoint-2 were trained again
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save_model", killed)
+        with pytest.raises(KeyboardInterrupt):
+            trained("killed", tmp_path / "ckpt")
+    other = {**identity, "corpus": "another corpus"}
+    trained("other", tmp_path / "ckpt", other)
+    out = capsys.readouterr().out
+    assert "resuming from" not in out and "held checkpoints of another run (changed: corpus)" in out
+    assert [p.name for p in tmp_path.joinpath("ckpt").glob("stale-*/checkpoint-*")] == ["checkpoint-2",
+                                                                                       "checkpoint-4"]

@@ -42,14 +42,15 @@ def test_a_failed_sft_run_keeps_the_previous_model(tmp_path, monkeypatch):
     out.mkdir()
     (out / "model.safetensors").write_text("the previous run's model")
 
-    def crash(*args, **kwargs):
-        Path(args[-1]).mkdir(parents=True, exist_ok=True)
-        (Path(args[-1]) / "half-written").write_text("")
+    def crash(model, tokenizer, sft, train, valid, building, checkpoints, identity):
+        Path(building).mkdir(parents=True, exist_ok=True)
+        (Path(building) / "half-written").write_text("")
         raise RuntimeError("killed mid-training")
 
     monkeypatch.setattr(sepo.sft, "train_sft", crash)
     with pytest.raises(RuntimeError, match="killed mid-training"):
         sft_stage.main(["--data", str(data), "--base", str(base), "--out", str(out),
+                        "--checkpoints", str(tmp_path / "checkpoints"),
                         "--metrics", str(tmp_path / "sft.json"), "--plots", str(tmp_path / "plots")])
     assert (out / "model.safetensors").read_text() == "the previous run's model"
     assert not (tmp_path / "sft.json").exists()

@@ -60,6 +60,28 @@ def test_the_default_tiny_model_has_the_params_shape_and_round_trips(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path).eos_token == TURN_END
 
 
+def test_base_model_stage_builds_the_tiny_base_with_its_card_and_swaps_it_in(tmp_path):
+    """The folder is built aside: a stale file of an earlier build does not survive."""
+    from huggingface_hub import ModelCard
+
+    data = ROOT / "data" / "sft"
+    if not (data / "multi" / "train.parquet").is_file():
+        pytest.skip("needs the pipeline's data/sft (dvc pull)")
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "stale.bin").write_text("an earlier build")
+    assert base_model_main(["--params", str(params), "--data", str(data), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "README.md", "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
+        "tokenizer.json", "tokenizer_config.json"])
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "Qwen3 (randomly initialised)" in card.text
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert f"| `parameters` | {sum(p.numel() for p in model.parameters()):,} |" in card.text
+
+
 def test_base_model_stage_records_a_hub_id_without_downloading(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: Qwen/Qwen3.5-4B "))

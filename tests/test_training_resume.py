@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sepo.checkpoints import complete_checkpoints
 from sepo.step_log import read_step_log
-from sepo.training.checkpoints import complete_checkpoints
 from tests.test_training_chat_tokens import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sepo.checkpoints import claim, complete_checkpoints, model_fingerprint, within_budget
 from sepo.config import GRPOParams, Params
 from sepo.reward import COMPONENTS, PENALTY_MODES, SCALE_REWARDS
-from sepo.training.checkpoints import claim, complete_checkpoints, model_fingerprint, within_budget
 from sepo.training.groups import group_keys
 from sepo.training.rewards import reward_functions, reward_weights
 from sepo.training.rollout import GroupRollout, PolicyFactory

@@ -15,11 +15,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sepo.checkpoints import complete_checkpoints, within_budget
 from sepo.config import Params
 from sepo.evaluation import play_binding_adaptive
 from sepo.metrics import safety
 from sepo.rollout import EpisodeSpec
-from sepo.training.checkpoints import complete_checkpoints, within_budget
 from sepo.training.groups import TRAINING_POOLS, derived_seed
 from sepo.training.rollout import sampling_settings
 

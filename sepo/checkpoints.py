@@ -1,20 +1,23 @@
-"""The persistent checkpoint folder of a run: which checkpoints are complete, and whose they are.
+"""The checkpoint folder of a training run (SFT or SEPO): which checkpoints are complete, and whose.
 
-The folder survives ``dvc repro`` (``persist: true``) so that a crashed run
-resumes.  Two guards make that safe:
+The folder lies outside the stage's released output (``data/checkpoints/``,
+never pushed) and survives ``dvc repro`` so that a crashed run resumes.  Two
+guards make that safe:
 
 - a checkpoint counts only once its ``trainer_state.json`` exists, the last
   file the Trainer writes, so a run killed while saving resumes from the
   checkpoint before;
 - ``run.json`` holds a fingerprint of everything that defines the run
-  (domain, penalty mode, GRPO and LoRA settings, seeds, the starting
-  model's content hash); when it changes (``dvc exp run -S
-  penalty.mode=none``) the old checkpoints belong to another run and are
-  moved aside to ``stale-<hash of the old run.json>/``, with a message,
-  instead of being resumed or deleted (delete that folder by hand once it
-  is not wanted).  Budgets (``max_steps``, ``save_steps``) are left out:
-  more steps continue the same run, fewer select among the checkpoints
-  within the new budget (``within_budget``).
+  (for SEPO: domain, penalty mode, GRPO and LoRA settings, seeds, the
+  starting model's content hash; for SFT: ``sepo.sft.sft_identity``); when
+  it changes (``dvc exp run -S penalty.mode=none``) the old checkpoints
+  belong to another run and are moved aside to ``stale-<hash of the old
+  run.json>/``, with a message, instead of being resumed or deleted (delete
+  that folder by hand once it is not wanted).  SEPO leaves its budgets
+  (``max_steps``, ``save_steps``) out: more steps continue the same run,
+  fewer select among the checkpoints within the new budget
+  (``within_budget``).  SFT keeps ``max_steps`` in, since its learning-rate
+  schedule spans the whole run.
 """
 
 from __future__ import annotations
