@@ -52,12 +52,20 @@ def within_budget(found: list[tuple[int, Path]], max_steps: int) -> list[tuple[i
     return [(step, path) for step, path in found if step <= max_steps]
 
 
+#: files of a model folder that describe the model rather than make it: its Hub card
+MODEL_DESCRIPTIONS = frozenset({"README.md"})
+
+
 def model_fingerprint(path: str | Path) -> str:
-    """A content hash of a model folder's own files (weights included, byte for byte), or of a Hub id."""
+    """A content hash of a model folder's own files (weights included, byte for byte), or of a Hub id.
+
+    The model card is left out: rewording a card is not a new model, and
+    should neither strand a run's checkpoints nor refuse an adapter's base.
+    """
     path = Path(path)
     if not path.is_dir():
         return hashlib.sha256(str(path).encode()).hexdigest()
-    return content_hash(path, recursive=False)
+    return content_hash(path, recursive=False, skip=MODEL_DESCRIPTIONS)
 
 
 def _read_identity(run_file: Path) -> Any:

@@ -91,20 +91,22 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None, *,
                           "(dvc repro generate, or dvc checkout)") from None
 
 
-def content_hash(path: str | Path, *, recursive: bool = True) -> str:
+def content_hash(path: str | Path, *, recursive: bool = True, skip: frozenset[str] = frozenset()) -> str:
     """SHA-256 over a file's bytes, or over a folder's relative file names and bytes (sorted).
 
     What identifies a model: two folders hash equal only if every file is
     byte-identical, whatever their sizes or timestamps.  ``recursive=False``
     hashes a folder's own files only (a model folder's weights, config and
-    tokenizer, not whatever a subfolder holds).
+    tokenizer, not whatever a subfolder holds).  Files named in ``skip``
+    are left out.
     """
     path = Path(path)
     digest = hashlib.sha256()
     if path.is_file():
         files = [path]
     else:
-        files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+        files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                       if p.is_file() and p.name not in skip)
     for file in files:
         digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
         with file.open("rb") as handle:

@@ -77,6 +77,8 @@ def test_the_fingerprint_sees_different_weights_of_the_same_size(tmp_path):
     (a / "checkpoints").mkdir()  # a subfolder (training state, say) is not part of the model
     (a / "checkpoints/optimizer.pt").write_bytes(b"state")
     assert model_fingerprint(a) == model_fingerprint(moved)
+    (a / "README.md").write_text("---\nlicense: apache-2.0\n---\n# a reworded model card")
+    assert model_fingerprint(a) == model_fingerprint(moved)  # the card describes the model; it is not the model
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ PEFT records an adapter's base as the path the training process saw
 directory it fails, and from another clone it silently loads onto that
 clone's SFT model.  The export writes ``sepo_base.json`` beside the adapter:
 the base's path relative to the adapter folder and the base's content hash
-(``sepo.io.content_hash`` of its own files).  Loading resolves the base from
+(``sepo.checkpoints.model_fingerprint``: its own files, the card left out).  Loading resolves the base from
 the adapter's folder and refuses, in one line, a base whose bytes differ.
 """
 
@@ -15,15 +15,16 @@ import json
 import os
 from pathlib import Path
 
+from sepo.checkpoints import model_fingerprint
 from sepo.errors import ConfigError
-from sepo.io import content_hash, write_json_atomic
+from sepo.io import write_json_atomic
 
 BASE_FILE = "sepo_base.json"
 
 
 def base_fingerprint(base: str | Path) -> str | None:
     """The content hash of a local base model folder's files; None for a Hub id."""
-    return content_hash(base, recursive=False) if Path(base).is_dir() else None
+    return model_fingerprint(base) if Path(base).is_dir() else None
 
 
 def record_adapter_base(adapter: str | Path, base: str | Path) -> None:
