@@ -1,0 +1,137 @@
+"""What an SFT optimizer step costs on CPU, and what each candidate saving buys (issue 16, item 1).
+
+The ``sft`` stage is the longest single stage of the tiny default; before
+adding steps the step has to get cheaper.  This trains the committed base
+(``data/models/base``) on the stage's own corpus and settings
+(``params.yaml``) for a few dozen steps per variant, each in a fresh process
+under the stages' kernel pinning, and prints the time per step side by side
+with its ratio to the stage's settings, the median over interleaved repeats.
+It also prints each variant's loss at the first steps, so a variant that
+changes what is trained (not only how fast) shows:
+
+- ``padding_free``: TRL flattens a batch into one row without padding; the
+  attention stays within each example through the position ids
+  (transformers builds the block mask from them).  TRL then cannot
+  truncate, so ``max_length`` is off: the longest example (printed) is
+  within the stage's ``max_length`` anyway;
+- ``random order``: the stage's ``group_by_length`` sampler off, so batches
+  mix lengths and pad more (what the sampler buys);
+- ``1 thread``: ``sft.num_threads`` 1 in place of the params' value;
+- ``torch.compile`` (``--compile``): the Trainer's ``torch_compile`` (inductor,
+  needs a C++ compiler; its compile time is excluded from the step time).
+
+Run: python benchmarks/sft_step.py [--steps 60] [--repeats 2] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+VARIANTS: dict[str, dict] = {
+    "the stage's settings": {},
+    "padding_free": {"padding_free": True, "max_length": None},
+    "random order (no group_by_length)": {"train_sampling_strategy": "random"},
+    "1 thread": {"threads": 1},
+}
+COMPILE = {"torch.compile (inductor)": {"torch_compile": True}}
+
+#: steps before the timed window: allocator warm-up, and compilation under torch.compile
+WARMUP_STEPS = 5
+
+
+def child(variant: dict, steps: int, params_path: str, model_path: str, data_path: str) -> dict:
+    """Train ``steps`` steps under ``variant`` in this process; seconds per step after the warm-up, losses."""
+    from sepo.cpu_kernels import pin_cpu_kernels
+
+    pin_cpu_kernels()
+    import tempfile
+    import time
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    from sepo.config import load_params
+    from sepo.models.loading import load_model_and_tokenizer
+    from sepo.sft import sft_config, sft_examples
+
+    params = load_params(params_path)
+    sft = params.sft.model_copy(update={"max_steps": steps, "logging_steps": 1})
+    torch.set_num_threads(variant.get("threads") or sft.num_threads or torch.get_num_threads())
+    train = sft_examples(data_path, params, "train")
+    model, tokenizer = load_model_and_tokenizer(model_path)
+    stamps: list[float] = []
+
+    class StepTimes(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = sft_config(sft, scratch, has_eval=False)
+        config.save_strategy = "no"
+        for key in ("padding_free", "max_length", "train_sampling_strategy", "torch_compile"):
+            if key in variant:
+                setattr(config, key, variant[key])
+        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(train),
+                             processing_class=tokenizer, callbacks=[StepTimes()])
+        trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    timed = stamps[WARMUP_STEPS:]
+    return {"seconds_per_step": (timed[-1] - timed[0]) / (len(timed) - 1), "losses": losses[:3],
+            "threads": torch.get_num_threads(),
+            "longest": max(len(ids) for ids in trainer.train_dataset["input_ids"])}
+
+
+def run(variant: dict, args: argparse.Namespace) -> dict:
+    """One fresh process for ``variant``; its result."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(variant), "--steps", str(args.steps),
+         "--params", args.params, "--model", args.model, "--data", args.data],
+        capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help=f"steps per run ({WARMUP_STEPS} untimed)")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every variant")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", default="data/models/base")
+    parser.add_argument("--data", default="data/sft")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(json.loads(args.child), args.steps, args.params, args.model, args.data)))
+        return
+    variants = {**VARIANTS, **(COMPILE if args.compile else {})}
+    results: dict[str, list[dict]] = {label: [] for label in variants}
+    for _ in range(args.repeats):  # interleaved: a slow spell of the machine touches every variant
+        for label, variant in variants.items():
+            results[label].append(run(variant, args))
+    base = statistics.median(r["seconds_per_step"] for r in results["the stage's settings"])
+    print(f"SFT steps of {args.model} on the stage's corpus ({args.params}), {args.steps} steps per run, "
+          f"the first {WARMUP_STEPS} untimed, {args.repeats} interleaved repeats, median:")
+    for label, runs in results.items():
+        failed = [r["error"] for r in runs if "error" in r]
+        if failed:
+            print(f"  {label:36s} failed: {failed[0]}")
+            continue
+        seconds = statistics.median(r["seconds_per_step"] for r in runs)
+        losses = ", ".join(f"{loss:.4f}" for loss in runs[0]["losses"])
+        print(f"  {label:36s} {1000 * seconds:7.1f} ms/step  ×{seconds / base:4.2f} of the stage's  "
+              f"{runs[0]['threads']} thread(s)  losses at steps 1-3: {losses}  longest {runs[0]['longest']}")
+
+
+if __name__ == "__main__":
+    main()
