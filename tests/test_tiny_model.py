@@ -60,13 +60,33 @@ def test_the_default_tiny_model_has_the_params_shape_and_round_trips(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path).eos_token == TURN_END
 
 
+def scripted_sft_data(folder: Path) -> Path:
+    """The SFT datasets' layout (``<dataset>/train.parquet``) from scripted episodes, one row per chat."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sepo.rollout import EpisodeSpec, ScriptedAgent, play_episodes
+
+    for dataset, spec in PARAMS.data.datasets.items():
+        rows = []
+        for game in spec.games:
+            agent = ScriptedAgent(PARAMS.pool(game, "shift")[-1])
+            specs = [EpisodeSpec(PARAMS.game(game), opponent, "train", seed)
+                     for seed, opponent in enumerate(PARAMS.pool(game, "train"))]
+            for number, played in enumerate(play_episodes(specs, agent)):
+                chat = list(played.messages)
+                rows.append({"game": game, "episode_id": f"{game}-{number}", "prompt": chat[:-1],
+                             "completion": chat[-1:]})
+        (folder / dataset).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), folder / dataset / "train.parquet")
+    return folder
+
+
 def test_base_model_stage_builds_the_tiny_base_with_its_card_and_swaps_it_in(tmp_path):
     """The folder is built aside: a stale file of an earlier build does not survive."""
     from huggingface_hub import ModelCard
 
-    data = ROOT / "data" / "sft"
-    if not (data / "multi" / "train.parquet").is_file():
-        pytest.skip("needs the pipeline's data/sft (dvc pull)")
+    data = scripted_sft_data(tmp_path / "sft")
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
     out = tmp_path / "base"
@@ -80,18 +100,3 @@ def test_base_model_stage_builds_the_tiny_base_with_its_card_and_swaps_it_in(tmp
     assert card.data.library_name == "transformers" and "Qwen3 (randomly initialised)" in card.text
     model = AutoModelForCausalLM.from_pretrained(out)
     assert f"| `parameters` | {sum(p.numel() for p in model.parameters()):,} |" in card.text
-
-
-def test_base_model_stage_records_a_hub_id_without_downloading(tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: Qwen/Qwen3.5-4B "))
-    assert base_model_main(["--params", str(params), "--out", str(tmp_path / "base")]) == 0
-    assert [p.name for p in (tmp_path / "base").iterdir()] == ["hub_model.json"]
-    recorded = json.loads((tmp_path / "base" / "hub_model.json").read_text())
-    assert {k: recorded[k] for k in ("model_id", "revision", "trust_remote_code")} == {
-        "model_id": "Qwen/Qwen3.5-4B", "revision": "main", "trust_remote_code": False}
-    # offline here: the revision is recorded as not resolved to a commit, never as if it were one
-    assert recorded["commit"] is None and "NOT resolved" in recorded["note"]
-    params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: not-a-hub-id "))
-    assert base_model_main(["--params", str(params), "--out", str(tmp_path / "bad")]) == 2
-    assert capsys.readouterr().err.strip().startswith("base_model: error: model.base: expected 'tiny'")
