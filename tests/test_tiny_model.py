@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +101,18 @@ def test_base_model_stage_builds_the_tiny_base_with_its_card_and_swaps_it_in(tmp
     assert card.data.library_name == "transformers" and "Qwen3 (randomly initialised)" in card.text
     model = AutoModelForCausalLM.from_pretrained(out)
     assert f"| `parameters` | {sum(p.numel() for p in model.parameters()):,} |" in card.text
+
+
+def test_base_model_stage_records_a_hub_id_without_downloading(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: Qwen/Qwen3.5-4B "))
+    assert base_model_main(["--params", str(params), "--out", str(tmp_path / "base")]) == 0
+    assert [p.name for p in (tmp_path / "base").iterdir()] == ["hub_model.json"]
+    recorded = json.loads((tmp_path / "base" / "hub_model.json").read_text())
+    assert {k: recorded[k] for k in ("model_id", "revision", "trust_remote_code")} == {
+        "model_id": "Qwen/Qwen3.5-4B", "revision": "main", "trust_remote_code": False}
+    # offline here: the revision is recorded as not resolved to a commit, never as if it were one
+    assert recorded["commit"] is None and "NOT resolved" in recorded["note"]
+    params.write_text((ROOT / "params.yaml").read_text().replace("  base: tiny ", "  base: not-a-hub-id "))
+    assert base_model_main(["--params", str(params), "--out", str(tmp_path / "bad")]) == 2
+    assert capsys.readouterr().err.strip().startswith("base_model: error: model.base: expected 'tiny'")
