@@ -34,41 +34,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         out = Path(args.out)
+        building = partial_folder(out)  # built beside --out and swapped in whole
+        shutil.rmtree(building, ignore_errors=True)
         if params.model.base == TINY:
+            from sepo.cards import base_model_card, write_model_card
             from sepo.models.tiny import build_tiny_model, chat_texts, train_tokenizer
             from sepo.sft import corpus_conversations, sft_examples
 
             examples = sft_examples(args.data, params, "train")
             tokenizer = train_tokenizer(chat_texts(corpus_conversations(examples)), params.model.tiny.vocab_size,
                                         params.model.tiny.max_token_length)
-            from sepo.cards import base_model_card, write_model_card
-
             model = build_tiny_model(tokenizer, params.model.tiny, params.model.seed)
             size = sum(p.numel() for p in model.parameters())
-            building = partial_folder(out)
-            shutil.rmtree(building, ignore_errors=True)
             tokenizer.save_pretrained(building)
             model.save_pretrained(building)
             write_model_card(building, base_model_card(
                 params.model.tiny.model_dump(), parameters=size, vocabulary=len(tokenizer),
                 examples=len(examples), seed=params.model.seed))
-            replace_folder(building, out)
-            print(f"tiny Qwen3: {size:,} parameters, vocabulary {len(tokenizer)}, "
-                  f"tokenizer trained on {len(examples):,} examples -> {out}")
+            summary = (f"tiny Qwen3: {size:,} parameters, vocabulary {len(tokenizer)}, "
+                       f"tokenizer trained on {len(examples):,} examples")
         else:
             from sepo.models.loading import HubReference, looks_like_hub_id, resolve_hub_commit
 
             if not looks_like_hub_id(params.model.base):
                 raise ConfigError(f"model.base: expected 'tiny' or a Hub id 'owner/name', got {params.model.base!r}")
             commit, note = resolve_hub_commit(params.model.base, params.model.revision)
-            building = partial_folder(out)
-            shutil.rmtree(building, ignore_errors=True)
             building.mkdir(parents=True)
             HubReference(params.model.base, params.model.revision, params.model.trust_remote_code,
                          commit, note).write(building)
-            replace_folder(building, out)
-            print(f"recorded {params.model.base}@{params.model.revision} (commit {commit or 'unresolved'}: "
-                  f"{note}) -> {out}")
+            summary = (f"recorded {params.model.base}@{params.model.revision} "
+                       f"(commit {commit or 'unresolved'}: {note})")
+        replace_folder(building, out)
+        print(f"{summary} -> {out}")
     except ConfigError as exc:
         return stage.input_error(exc)
     return 0
