@@ -180,8 +180,7 @@ def sepo_adapter_card(game: str, summary: Mapping[str, Any], *, parent: str, see
         **({"resumed from step": summary["resumed_from_step"]} if summary.get("resumed_from_step") else {}),
         **{f"grpo.{key}": plan["grpo"][key] for key in GRPO_CARD_KEYS if key in plan["grpo"]},
         "sepo.seed": seed,
-        **{f"lora.{key}": ", ".join(value) if isinstance(value, list | tuple) else value
-           for key, value in lora.items()},
+        **lora_rows("lora", lora),
     }
     scores = selection["training_pool_safety"]
     chosen = [
@@ -196,6 +195,12 @@ def sepo_adapter_card(game: str, summary: Mapping[str, Any], *, parent: str, see
     ]
     return model_card("sepo", model_name=model_name or f"sepo-{game}", base_model=base_model, parent=parent,
                       game=game, training=training, sections={"Checkpoint selection": chosen})
+
+
+def lora_rows(prefix: str, lora: Mapping[str, Any]) -> dict[str, Any]:
+    """A card's rows of LoRA settings, ``<prefix>.<key>``; a list (the target modules) as one comma-separated cell."""
+    return {f"{prefix}.{key}": ", ".join(value) if isinstance(value, list | tuple) else value
+            for key, value in lora.items()}
 
 
 def base_model_card(sizes: Mapping[str, Any], *, parameters: int, vocabulary: int, examples: int,
@@ -228,8 +233,7 @@ def sft_model_card(summary: Mapping[str, Any], settings: Mapping[str, Any], *, p
     """
     training: dict[str, Any] = {
         **{f"sft.{key}": settings[key] for key in SFT_CARD_KEYS if key in settings},
-        **({f"sft.lora.{key}": ", ".join(value) if isinstance(value, list | tuple) else value
-            for key, value in settings["lora"].items()} if settings.get("method") == "lora" else {}),
+        **(lora_rows("sft.lora", settings["lora"]) if settings.get("method") == "lora" else {}),
         "optimizer steps": summary["steps"],
         "training examples": summary["train_examples"],
         "final training loss": summary.get("final_logged_loss"),

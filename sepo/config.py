@@ -62,6 +62,8 @@ SFT_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "con
                   "inverse_sqrt", "reduce_lr_on_plateau", "greedy")
 #: ``sepo.best_response_mixture``: which best responses an adaptive opponent plays (``sepo.training.adaptive``)
 BEST_RESPONSE_MIXTURES = ("latest", "average")
+#: how SEPO's group dataset weights opponents (sepo.training.groups): each opponent alike, or each pool alike
+GROUP_WEIGHTINGS = ("opponent", "pool")
 #: report rows that come from a model (``stages/evaluate.py --policy``); the others are eval.references roles
 MODEL_ROWS = ("base", "sft", "sepo")
 #: a Dask scheduler address: protocol://host[:port]
@@ -340,6 +342,11 @@ class SepoParams(_Strict):
         description="which best responses such an opponent plays: latest, the best response to the table of "
         "the latest refresh; average (fictitious play), each episode one of the best responses of every "
         "refresh so far, drawn uniformly from the episode's seed")
+    group_weighting: Literal[GROUP_WEIGHTINGS] = Field(
+        default="opponent", description="opponent: every opponent of the training pools gets seeds_per_opponent "
+        "groups (the paper's G rollouts per opponent); pool: every pool gets the same number of groups, split "
+        "among its opponents, so the expected reward weighs payoff, exploit and collusion as safety J does "
+        "(sepo/training/groups.py)")
     lora: LoraParams
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
     seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of the adapter init, the group order "
@@ -399,6 +406,9 @@ class AblationRun(_Strict):
     best_response_mixture: Literal[BEST_RESPONSE_MIXTURES] | None = Field(
         default=None, description="this arm's sepo.best_response_mixture (its name then ends in -latest or "
         "-average); null: the sepo section's")
+    group_weighting: Literal[GROUP_WEIGHTINGS] | None = Field(
+        default=None, description="this arm's sepo.group_weighting (its name then ends in -opponent_weighted "
+        "or -pool_weighted); null: the sepo section's")
 
 
 class AblationParams(_Strict):

@@ -6,7 +6,8 @@ a few hundred training steps (issue 17).  Pinning ATen's vector path, MKL's
 code path (conditional numerical reproducibility) and oneDNN's ISA to AVX2
 makes every AVX2-capable x86 machine take the same kernels.
 ``benchmarks/reproducibility.py`` measures what each setting changes and
-costs (together about ×1.0 on the tiny model).  The thread count, the other
+costs: on the tiny model about ×1.4–1.65 on a training step and ×1.2 on
+batched decoding (README, "Reproducibility across machines").  The thread count, the other
 thing that orders reductions, is pinned by params (``*.num_threads``).
 
 Idle OpenMP threads sleep instead of spinning: beside other work, spinning

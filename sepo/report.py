@@ -211,7 +211,7 @@ def ablation_audit_line(inputs: ReportInputs, game: str) -> str:
     values = "; ".join(f"{name} {with_interval(inputs.ablation[game][name][scalar])}"
                        for name in _audited_arms(inputs, game))
     return (f"{reference['labels'][scalar]} of the played policy after each arm's training, on the training pools' "
-            f"evaluation seeds: {values}. An arm whose name ends in -best_response trained with the exact best "
+            f"evaluation seeds: {values}. An arm whose name holds -best_response trained with the exact best "
             "response to its own current table in the exploit pool (SPEC section 8); the frequencies are compared "
             f"with {reference['reference']}.")
 
@@ -510,7 +510,11 @@ def sections(inputs: ReportInputs) -> list[Section]:
     if ablation:
         out.append(Section("Penalty-mode ablation",
                            "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling, "
-                           "evaluated on the training pools.", table=ablation))
+                           "evaluated on the training pools. An arm whose name holds -best_response also trained "
+                           "against the exact best response to its own current table (SPEC section 8); one ending "
+                           "in -pool_weighted drew the same number of groups from every pool "
+                           "(sepo.group_weighting: pool, so its expected reward weighs payoff, exploit and "
+                           "collusion as safety J does) instead of the same number per opponent.", table=ablation))
         for game in ablation_audits(inputs):
             out.append(Section(f"Ablation on {game}: {inputs.ablation[game][AUDIT_REFERENCE]['title']}",
                                ablation_audit_line(inputs, game), table=ablation_audit_table(inputs, game),

@@ -97,14 +97,19 @@ def test_a_killed_sft_run_resumes_to_the_same_model_and_a_changed_one_starts_ove
         "logging_steps": 1, "eval_steps": 2, "save_steps": 2, "save_total_limit": 2})
     identity = sft_identity(sft, base, rows[:8], rows[8:10])
 
+    summaries = {}
+
     def trained(name: str, checkpoints, run_identity=identity) -> dict[str, torch.Tensor]:
         model, tokenizer = load_model_and_tokenizer(base)
-        summary, _, _ = train_sft(model, tokenizer, sft, rows[:8], rows[8:10], tmp_path / name,
+        summary, history, _ = train_sft(model, tokenizer, sft, rows[:8], rows[8:10], tmp_path / name,
                                         checkpoints, identity=run_identity)
         assert summary["steps"] == 4
+        summaries[name] = summary, history
         return load_model_and_tokenizer(tmp_path / name)[0].state_dict()
 
     whole = trained("whole", tmp_path / "ckpt-whole")
+    step_losses = [h["loss"] for h in summaries["whole"][1] if "loss" in h]
+    assert len(step_losses) == 4 and summaries["whole"][0]["train_loss"] == round(sum(step_losses) / 4, 4)
     assert sorted(p.name for p in (tmp_path / "whole").iterdir() if p.is_dir()) == []  # only the model
     assert not list((tmp_path / "ckpt-whole").glob("checkpoint-*"))  # served; a forced rerun starts over
 
@@ -134,6 +139,8 @@ def test_a_killed_sft_run_resumes_to_the_same_model_and_a_changed_one_starts_ove
     assert "resuming from" in capsys.readouterr().out
     assert steps == [2, 3]  # only the steps after checkpoint-2 were trained again
     assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    # the whole run's mean loss, not the Trainer's mean over the two resumed steps
+    assert summaries["resumed"][0]["train_loss"] == summaries["whole"][0]["train_loss"]
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "save_model", killed)
@@ -145,3 +152,12 @@ def test_a_killed_sft_run_resumes_to_the_same_model_and_a_changed_one_starts_ove
     assert "resuming from" not in out and "held checkpoints of another run (changed: corpus)" in out
     assert [p.name for p in tmp_path.joinpath("ckpt").glob("stale-*/checkpoint-*")] == ["checkpoint-2",
                                                                                        "checkpoint-4"]
+
+
+def test_mean_training_loss_weights_each_log_by_the_steps_it_covers():
+    from sepo.sft import mean_training_loss
+
+    history = [{"loss": 1.0, "step": 10}, {"eval_loss": 9.0, "step": 10}, {"loss": 2.0, "step": 15},
+               {"train_runtime": 3.0, "step": 15}]
+    assert mean_training_loss(history) == round((10 * 1.0 + 5 * 2.0) / 15, 4)
+    assert mean_training_loss([{"eval_loss": 1.0, "step": 2}]) is None

@@ -61,10 +61,12 @@ AUDIT_REFERENCE = "audit_reference"
 
 def arm_name(run: AblationRun) -> str:
     """``mode-scaling``, then ``-snake_case`` of each strategy the arm adds (``per_rollout-batch-best_response``),
-    then ``-<mixture>`` when the arm sets its own best-response mixture."""
+    then ``-<mixture>`` when the arm sets its own best-response mixture and ``-<weighting>_weighted`` when it
+    sets its own group weighting."""
     added = "".join("-" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in run.add_exploit)
     mixture = f"-{run.best_response_mixture}" if run.best_response_mixture else ""
-    return f"{run.mode}-{run.scale_rewards}{added}{mixture}"
+    weighting = f"-{run.group_weighting}_weighted" if run.group_weighting else ""
+    return f"{run.mode}-{run.scale_rewards}{added}{mixture}{weighting}"
 
 
 def arm_applies(params: Params, game: str, run: AblationRun | None) -> bool:
@@ -74,18 +76,20 @@ def arm_applies(params: Params, game: str, run: AblationRun | None) -> bool:
 
 def arm_params(params: Params, game: str, run: AblationRun) -> Params:
     """``params`` with the arm's strategies appended to ``game``'s exploit pool (what the arm trains against)
-    and its own best-response mixture, if it sets one.
+    and its own best-response mixture and group weighting, if it sets them.
 
     Only training sees them: every arm is evaluated with the stage's own
     params, on the same opponents and seeds, so the paired differences stay
     paired.  The result is validated like any params.
     """
-    if not run.add_exploit and not run.best_response_mixture:
+    if not run.add_exploit and not run.best_response_mixture and not run.group_weighting:
         return params
     raw = params.model_dump(by_alias=True)
     raw["games"][game]["pools"]["exploit"] = [*raw["games"][game]["pools"]["exploit"], *run.add_exploit]
     if run.best_response_mixture:
         raw["sepo"]["best_response_mixture"] = run.best_response_mixture
+    if run.group_weighting:
+        raw["sepo"]["group_weighting"] = run.group_weighting
     raw["ablation"]["runs"] = [{"mode": run.mode, "scale_rewards": run.scale_rewards}]  # this arm, as trained
     return parse_params(raw, f"ablation arm {arm_name(run)}")
 

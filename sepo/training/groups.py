@@ -7,9 +7,22 @@ episodes share (common random numbers, SPEC section 5).  The key is a short
 readable string (``ipd/exploit/AlwaysDefect/8150...``) that the rollout
 decodes; the chat the model sees is built by the engine, not taken from it.
 
-Pools: SEPO trains against the train, exploit and collusive pools, every
-opponent with equal weight (``seeds_per_opponent`` rows each); the shift pool
-is held out for evaluation.  ``penalty.mode=auxiliary`` (the flawed design of
+Pools: SEPO trains against the train, exploit and collusive pools; the
+shift pool is held out for evaluation.  How often each opponent's groups are
+drawn is ``sepo.group_weighting``, and it decides what the training reward
+optimises in expectation:
+
+- ``opponent`` (the default, the paper's "G rollouts per opponent"): every
+  opponent gets ``seeds_per_opponent`` rows.  A pool's weight is then its
+  share of the opponents: with n_t, n_e, n_c opponents the expected reward
+  is proportional to s·u − (n_e/n_t)·λe·s·e − (n_c/n_t)·λc·c − …, so in Kuhn
+  (3/2/1 opponents) collusion counts a third and exploit two thirds of what
+  safety J gives them, and in IPD (4/2/1) a quarter and a half.
+- ``pool``: every pool gets the same number of rows (``seeds_per_opponent``
+  times the largest pool's size), split evenly among its opponents, so the
+  expected reward is proportional to s·u − λe·s·e − λc·c − λx·(x̄_train +
+  x̄_exploit): J's weights on payoff, exploit and collusion (externality,
+  measured on two pools, counts about twice).  ``penalty.mode=auxiliary`` (the flawed design of
 SPEC section 5) trains on train-pool groups only and measures its penalty on
 auxiliary episodes whose seeds depend on the step and the rollout's place in
 the batch, never on the credited episode.
@@ -21,6 +34,7 @@ episodes never share an environment seed.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from sepo.config import Params
@@ -65,12 +79,26 @@ class GroupKey:
         return cls(parts[0], parts[1], parts[2], int(parts[3]))
 
 
+def rows_per_opponent(params: Params, game: str, mode: str) -> dict[str, int]:
+    """Rows of each training pool's opponents in the group dataset, by ``sepo.group_weighting`` (module doc)."""
+    pools = {pool: params.games[game].pools.of(pool) for pool in training_pools(mode)}
+    per_opponent = params.sepo.seeds_per_opponent
+    if params.sepo.group_weighting == "opponent":
+        return {pool: per_opponent for pool in pools}
+    per_pool = per_opponent * max(len(opponents) for opponents in pools.values())
+    return {pool: math.ceil(per_pool / len(opponents)) for pool, opponents in pools.items() if opponents}
+
+
 def group_keys(params: Params, game: str, mode: str, seed: int) -> list[GroupKey]:
-    """Every group of a run's dataset: ``seeds_per_opponent`` per opponent of each training pool."""
+    """Every group of a run's dataset: ``rows_per_opponent`` rows for each opponent of each training pool.
+
+    An opponent's first rows have the same seeds under either weighting.
+    """
     keys = []
+    rows = rows_per_opponent(params, game, mode)
     for pool in training_pools(mode):
         for opponent in params.games[game].pools.of(pool):
-            for index in range(params.sepo.seeds_per_opponent):
+            for index in range(rows[pool]):
                 group_seed = derived_seed("sepo", seed, game, pool, opponent, index)
                 keys.append(GroupKey(game, pool, opponent, group_seed))
     return keys

@@ -40,6 +40,9 @@ from sepo.training.groups import group_keys
 from sepo.training.rewards import reward_functions, reward_weights
 from sepo.training.rollout import GroupRollout, PolicyFactory
 
+#: sepo params added after runs were recorded: at these values a run trains as it did before the key existed
+IDENTITY_DEFAULTS = {"group_weighting": "opponent"}
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -70,7 +73,10 @@ class RunPlan:
     def identity(self, params: Params, model_path: str | Path) -> dict[str, Any]:
         """Everything that makes two runs the same run (budgets excluded, see ``checkpoints``)."""
         budgets = {"max_steps", "save_steps", "selection_episodes", "num_threads"}
-        sepo = params.sepo.model_dump(exclude=budgets)
+        # a knob added after runs were recorded is left out at the value those runs trained with,
+        # so their checkpoints stay theirs
+        unrecorded = {k for k, v in IDENTITY_DEFAULTS.items() if getattr(params.sepo, k) == v}
+        sepo = params.sepo.model_dump(exclude=budgets | unrecorded)
         # which engine samples and in what batches, not what is sampled: changing them keeps the checkpoints
         backend = {"use_vllm", "vllm_mode"}
         decoding = {"batch_size", "fast_decode", "fast_decode_slots", "fast_decode_capacity"}
