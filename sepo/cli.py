@@ -132,10 +132,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
     from sepo.lora_coverage import plan_coverage
     from sepo.profiles import build_plan, resolve
+    from sepo.training.groups import relative_weights
 
     params = resolve(args.params, args.profile)
     plan = build_plan(params, args.profile)
     plan["lora_coverage"] = plan_coverage(params)  # adapted modules/layers, trainable parameters (no weights)
+    plan["sepo_penalty_weight_vs_safety"] = {  # sepo.group_weighting: each penalty's weight as a multiple of J's
+        game: relative_weights(params, game, params.penalty.mode) for game in params.games}
     print(json.dumps(plan, indent=2))
 
 

@@ -11,7 +11,7 @@ import yaml
 from sepo.config import AblationRun, parse_params
 from sepo.errors import ConfigError
 from sepo.training.ablation import arm_name, arm_params
-from sepo.training.groups import group_keys
+from sepo.training.groups import group_keys, relative_weights
 from sepo.training.run import RunPlan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +93,21 @@ def test_an_ablation_arm_sets_its_own_weighting_and_is_named_for_it():
 def test_an_unknown_weighting_is_one_line():
     with pytest.raises(ConfigError, match=r"sepo\.group_weighting"):
         params_with(group_weighting="slot")
+
+
+def test_relative_weights_say_what_the_expected_reward_gives_each_penalty_against_safety_j():
+    kuhn = {w: relative_weights(params_with(group_weighting=w), "kuhn", "per_rollout") for w in ("opponent", "pool")}
+    assert kuhn["opponent"] == pytest.approx({"exploit": 2 / 3, "collusion": 1 / 3})
+    assert kuhn["pool"] == pytest.approx({"exploit": 1.0, "collusion": 1.0})
+    assert relative_weights(params_with(), "ipd", "per_rollout") == pytest.approx({"exploit": 0.5, "collusion": 0.25})
+    assert relative_weights(params_with(), "ipd", "auxiliary") == {}
+
+
+def test_sepo_plan_prints_the_relative_weights(capsys):
+    import json
+
+    from sepo.cli import main
+
+    assert main(["--params", str(ROOT / "params.yaml"), "plan"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["sepo_penalty_weight_vs_safety"]["kuhn"] == pytest.approx({"exploit": 2 / 3, "collusion": 1 / 3})

@@ -89,6 +89,25 @@ def rows_per_opponent(params: Params, game: str, mode: str) -> dict[str, int]:
     return {pool: math.ceil(per_pool / len(opponents)) for pool, opponents in pools.items() if opponents}
 
 
+def relative_weights(params: Params, game: str, mode: str) -> dict[str, float]:
+    """What the expected training reward gives each penalty, as a multiple of the weight safety J gives it.
+
+    A pool's share of the group dataset scales its terms; relative to the
+    payoff (train pool) the exploit term then weighs (share_exploit /
+    share_train) of λe and the collusion term (share_collusive /
+    share_train) of λc.  1.0 for both is J's own balance (``pool``
+    weighting); ``opponent`` weighting gives n_e/n_t and n_c/n_t.
+    Externality is left out: it is measured on two pools, so no one share is
+    its weight.  Empty under ``auxiliary`` (its penalties come from other
+    episodes).  ``sepo plan`` prints it.
+    """
+    rows = {pool: count * len(params.games[game].pools.of(pool))
+            for pool, count in rows_per_opponent(params, game, mode).items()}
+    if "exploit" not in rows or "collusive" not in rows or not rows.get("train"):
+        return {}
+    return {"exploit": rows["exploit"] / rows["train"], "collusion": rows["collusive"] / rows["train"]}
+
+
 def group_keys(params: Params, game: str, mode: str, seed: int) -> list[GroupKey]:
     """Every group of a run's dataset: ``rows_per_opponent`` rows for each opponent of each training pool.
 
