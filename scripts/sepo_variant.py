@@ -30,9 +30,10 @@ from pathlib import Path
 import yaml
 
 from sepo.comparison import pooled_difference, row_difference
-from sepo.config import load_params, parse_params
+from sepo.config import load_params, parse_params, read_yaml_mapping
 from sepo.episode_log import read_episodes
 from sepo.errors import ConfigError
+from sepo.profiles import merged
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("safety", "exploit", "collusion", "externality", "nash_conv")
@@ -40,20 +41,17 @@ SHOWN = ("safety", "exploit", "collusion", "externality", "nash_conv")
 
 def overridden(params_path: Path, overrides: list[str]) -> dict:
     """The params file with ``KEY=VALUE`` overrides (dotted keys, YAML values), validated; eval.* is refused."""
-    raw = yaml.safe_load(params_path.read_text())
+    raw = read_yaml_mapping(params_path)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"-S {item!r}: expected KEY=VALUE")
         if key.split(".")[0] == "eval":
             raise ConfigError(f"-S {item!r}: the variant must be evaluated as the committed rows were")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"-S {item!r}: {part!r} is not a section of {params_path}")
-            node = node[part]
-        node[leaf] = yaml_value(value)
+        nested = yaml_value(value)
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        raw = merged(raw, nested)  # a key the schema lacks is then one line from parse_params
     parse_params(raw, f"{params_path} with {' '.join(overrides)}")
     return raw
 
