@@ -510,9 +510,8 @@ def sections(inputs: ReportInputs) -> list[Section]:
     if ablation:
         out.append(Section("Penalty-mode ablation",
                            "Short SEPO runs from the same SFT policy and seed per penalty mode and reward scaling, "
-                           "evaluated on the training pools. An arm whose name holds -best_response also trained "
-                           "against the exact best response to its own current table (SPEC section 8); one ending "
-                           "in -pool_weighted drew the same number of groups from every pool "
+                           "evaluated on the training pools. An arm whose name ends in -pool_weighted drew the "
+                           "same number of groups from every pool "
                            "(sepo.group_weighting: pool, so its expected reward weighs payoff, exploit and "
                            "collusion as safety J does) instead of the same number per opponent.", table=ablation))
         for game in ablation_audits(inputs):
