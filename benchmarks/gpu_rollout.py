@@ -1,12 +1,22 @@
-"""GPU rollout benchmark: the fast decode path vs plain ``generate`` at the paper's shape, and one GRPO step.
+"""GPU rollout benchmark: the project's decode paths vs plain ``generate`` at the paper's shapes, and one GRPO step.
 
-A Qwen3-4B-shaped model with random weights (built from its config: nothing
-is downloaded) decodes a batch of mixed-domain prompts from the real game
+A model with random weights of one of three shapes (``--shape``; built from
+its config: nothing is downloaded) decodes a batch of mixed-domain prompts from the real game
 engine: scripted episodes of all five domains, each chat cut at a random
 decision, rendered with the ChatML template, tokenized with a byte-level BPE
 trained here on those chats, and cut to the last ``--prompt-tokens`` tokens
 (left-padded to that width for ``generate``).  Every reply is exactly
 ``--new-tokens`` tokens, sampled at the paper's temperature / top-p / top-k.
+
+Shapes: ``qwen3-4b`` (``Qwen/Qwen3-4B``'s config.json, a plain decoder),
+``qwen3.5-4b`` (Qwen3.5's hybrid text model: three gated-delta-net
+linear-attention layers to every full-attention one) and ``gemma4-e4b``
+(Gemma 4's text model: five sliding-window layers to every full one, wider
+heads in the full layers, key/value sharing in the last 18 layers,
+per-layer embeddings, logit soft-capping).  The last two are the paper's
+architectures at the sizes public descriptions of Qwen3.5-4B and Gemma 4
+E4B give (their config.json cannot be downloaded here, so treat the sizes
+as close, not exact); the decode work per token is what they fix.
 
 Printed and written to the JSON (``--out``), each as soon as measured:
 
@@ -18,8 +28,14 @@ Printed and written to the JSON (``--out``), each as soon as measured:
   values of every row's real tokens, read once at the measured bandwidth
   (and at the issue's nominal 3.0 TB/s); the achieved fraction is the
   roofline step time over the measured one;
+- the standard loop (``sepo.policies.decode_loop``, the path ``ModelPolicy``
+  takes for architectures the fast path does not cover: transformers'
+  own cache of the model, each row stopping alone) on the same batch;
+- transformers' continuous batching (``generate_batch``: paged attention,
+  ``ContinuousBatchingConfig(allow_block_sharing=True)``) on the same batch,
+  or the reason it refuses the architecture (recorded under ``failed``);
 - plain ``generate`` (stock SDPA attention, dynamic cache) on the same batch
-  and sampling, and the same-run ratio of decisions/s;
+  and sampling, and the same-run ratio of each arm's decisions/s to it;
 - one SEPO-GRPO optimizer step at that shape: LoRA r 16 / alpha 32 on
   q/k/v/o, groups of G = 4 replies of one prompt, TRL's GRPO loss (clipped
   ratio, k3 KL to the adapter-free reference with beta 0.1, per-sequence
@@ -39,8 +55,13 @@ It imports only torch, transformers, tokenizers, peft and the project's game,
 rollout and fast-decode modules, so it runs where the training stack (TRL,
 DVC, Prefect, OpenSpiel, pydantic) is not installed.
 
+The fast path (and its check against stock attention) runs only where
+``sepo.policies.fast_decode.supports`` the model; elsewhere it is skipped
+with that reason.
+
     python benchmarks/gpu_rollout.py --out benchmarks/results/gpu_rollout.json
-    python benchmarks/gpu_rollout.py --tiny --out /tmp/gpu_rollout_tiny.json
+    python benchmarks/gpu_rollout.py --shape qwen3.5-4b --out benchmarks/results/gpu_rollout_qwen35.json
+    python benchmarks/gpu_rollout.py --tiny --shape gemma4-e4b --out /tmp/gpu_rollout_tiny.json
 """
 
 from __future__ import annotations
@@ -65,10 +86,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a chec
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
-from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from transformers import (  # noqa: E402
+    Gemma4ForCausalLM,
+    Gemma4TextConfig,
+    Qwen3_5ForCausalLM,
+    Qwen3_5TextConfig,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from sepo.games import GAME_NAMES, make_game  # noqa: E402
-from sepo.policies.fast_decode import FastGenerator  # noqa: E402
+from sepo.policies.decode_loop import decode  # noqa: E402
+from sepo.policies.decoding import Sampler, StopRule  # noqa: E402
+from sepo.policies.fast_decode import FastGenerator, supports  # noqa: E402
+from sepo.policies.prefix_cache import PrefixCache  # noqa: E402
 from sepo.policies.scripted import make_strategy, strategy_names  # noqa: E402
 from sepo.rollout import EpisodeSpec, ScriptedAgent, play_episodes  # noqa: E402
 
@@ -80,6 +111,36 @@ QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
             rms_norm_eps=1e-6, tie_word_embeddings=True)
+#: Qwen3.5-4B's text model as public descriptions give it: 32 layers, every fourth full attention
+#: (16 query / 4 K/V heads of 256), gated-delta-net linear attention elsewhere, vocabulary 248,320
+QWEN35_4B = dict(vocab_size=248320, hidden_size=2560, intermediate_size=9216, num_hidden_layers=32,
+                 num_attention_heads=16, num_key_value_heads=4, head_dim=256,
+                 layer_types=["linear_attention"] * 3 + ["full_attention"], linear_conv_kernel_dim=4,
+                 linear_key_head_dim=128, linear_value_head_dim=128, linear_num_key_heads=16,
+                 linear_num_value_heads=32, max_position_embeddings=40960, rms_norm_eps=1e-6,
+                 tie_word_embeddings=True,
+                 rope_parameters={"rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25})
+#: Gemma 4 E4B's text model as public descriptions give it: 42 layers, five sliding (window 512, heads
+#: of 256) to one full (heads of 512), 8 query / 2 K/V heads, K/V shared in the last 18 layers,
+#: per-layer embeddings of 256, vocabulary 262,144, final logits soft-capped at 30
+GEMMA4_E4B = dict(vocab_size=262144, vocab_size_per_layer_input=262144, hidden_size=2560, intermediate_size=10240,
+                  num_hidden_layers=42, num_attention_heads=8, num_key_value_heads=2, head_dim=256,
+                  global_head_dim=512, hidden_size_per_layer_input=256, sliding_window=512,
+                  layer_types=["sliding_attention"] * 5 + ["full_attention"], num_kv_shared_layers=18,
+                  final_logit_softcapping=30.0, max_position_embeddings=131072, rms_norm_eps=1e-6)
+TINY_QWEN35 = dict(QWEN35_4B, vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, linear_key_head_dim=16,
+                   linear_value_head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4,
+                   max_position_embeddings=1024)
+TINY_GEMMA4 = dict(GEMMA4_E4B, vocab_size=4096, vocab_size_per_layer_input=4096, hidden_size=64,
+                   intermediate_size=128, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+                   head_dim=16, global_head_dim=32, hidden_size_per_layer_input=8, sliding_window=16,
+                   layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                   num_kv_shared_layers=3, max_position_embeddings=1024)
+#: --shape: (full-size config, tiny config, config class, model class)
+SHAPES = {"qwen3-4b": (QWEN3_4B, TINY, Qwen3Config, Qwen3ForCausalLM),
+          "qwen3.5-4b": (QWEN35_4B, TINY_QWEN35, Qwen3_5TextConfig, Qwen3_5ForCausalLM),
+          "gemma4-e4b": (GEMMA4_E4B, TINY_GEMMA4, Gemma4TextConfig, Gemma4ForCausalLM)}
 NOMINAL_BANDWIDTH = 3.0e12  # the issue's H100 reference, bytes/s
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
@@ -227,26 +288,62 @@ def weight_bytes_read_per_step(model: torch.nn.Module) -> int:
     return total
 
 
-def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * dtype.itemsize
+def kv_bytes_per_token(shape: dict[str, Any], dtype: torch.dtype) -> int:
+    """Keys and values one token adds: full and sliding layers that compute their own (not K/V-shared ones,
+    not linear-attention ones), each at its own head width (Gemma 4's full layers are wider)."""
+    layers = shape["num_hidden_layers"]
+    types = layer_types(shape)
+    first_shared = layers - (shape.get("num_kv_shared_layers") or 0)
+    total = 0
+    for kind in types[:first_shared]:
+        if kind == "linear_attention":
+            continue
+        head = shape.get("global_head_dim") if kind == "full_attention" and shape.get("global_head_dim") else \
+            shape["head_dim"]
+        total += 2 * shape["num_key_value_heads"] * head * dtype.itemsize
+    return total
 
 
-def roofline(model, lengths: list[int], new_tokens: int, bandwidth: float) -> dict[str, float]:
-    """Seconds per decode step if it only read the weights and each row's real keys/values once."""
+def state_bytes_per_row(shape: dict[str, Any], dtype: torch.dtype) -> int:
+    """The fixed-size recurrent state a linear-attention layer reads per row and step (Qwen3.5's gated delta
+    net: one key-by-value matrix per value head), at the model's dtype; 0 for attention-only models."""
+    linear = layer_types(shape).count("linear_attention")
+    if not linear:
+        return 0
+    return linear * shape["linear_num_value_heads"] * shape["linear_key_head_dim"] * shape[
+        "linear_value_head_dim"] * dtype.itemsize
+
+
+def layer_types(shape: dict[str, Any]) -> list[str]:
+    """The shape's per-layer attention kinds, its pattern repeated to the layer count."""
+    pattern = shape.get("layer_types") or ["full_attention"]
+    return (pattern * shape["num_hidden_layers"])[:shape["num_hidden_layers"]]
+
+
+def roofline(model, shape: dict[str, Any], lengths: list[int], new_tokens: int,
+             bandwidth: float) -> dict[str, float]:
+    """Seconds per decode step if it only read the weights, each row's real keys/values and each row's
+    recurrent state once (sliding windows are not subtracted: the default prompts fit in them)."""
     # step t (1..new_tokens-1) attends to the prompt and t generated tokens
     mean_context = sum(lengths) / len(lengths) + new_tokens / 2
     dtype = next(model.parameters()).dtype
-    step_bytes = weight_bytes_read_per_step(model) + len(lengths) * mean_context * kv_bytes_per_token(
-        model.config, dtype)
+    step_bytes = (weight_bytes_read_per_step(model) + len(lengths) * mean_context * kv_bytes_per_token(shape, dtype)
+                  + len(lengths) * state_bytes_per_row(shape, dtype))
     return {"step_bytes": step_bytes, "mean_context_tokens": mean_context,
             "roofline_step_s": step_bytes / bandwidth,
             "nominal_roofline_step_s": step_bytes / NOMINAL_BANDWIDTH}
 
 
 class Sampling:
-    def __init__(self, args: argparse.Namespace) -> None:
+    """The project's sampling settings from the arguments (``max_new_tokens``: ``--new-tokens`` unless given)."""
+
+    def __init__(self, args: argparse.Namespace, new_tokens: int | None = None) -> None:
         self.temperature, self.top_p, self.top_k = args.temperature, args.top_p, args.top_k
-        self.max_new_tokens, self.greedy = args.new_tokens, False
+        self.max_new_tokens, self.greedy = new_tokens or args.new_tokens, False
+
+
+#: the decode arms whose decisions/s are divided by plain generate's
+DECODE_ARMS = ("fast", "policy_loop", "continuous_batching")
 
 
 def run_fast(model, prompts: list[list[int]], args, device: torch.device, budget: Budget, report: Report,
@@ -370,6 +467,82 @@ def check_against_stock(model, prompts: list[list[int]], args, device: torch.dev
     release_memory(device)
 
 
+def run_policy_loop(model, prompts: list[list[int]], args, device: torch.device, report: Report,
+                    roof: dict[str, float]) -> None:
+    """The standard loop of ``ModelPolicy`` (``sepo.policies.decode_loop``) on the whole batch, no stop rule.
+
+    Its ``PrefixCache`` needs of a tokenizer only the pad id: the prompts
+    come as ids, and no system turn is shared (the rows are all different).
+    """
+    from types import SimpleNamespace
+
+    model.set_attn_implementation("sdpa")
+    prefixes = PrefixCache(model, SimpleNamespace(pad_token_id=0), room=args.new_tokens)
+    prefixes.reuses_prefixes = False
+    none = [None] * len(prompts)
+
+    def timed(new_tokens: int) -> tuple[float, list[list[int]]]:
+        sampler = Sampler(Sampling(args, new_tokens), args.seed, device)
+        sync(device)
+        start = time.perf_counter()
+        out = decode(prefixes, sampler, StopRule(), prompts, none)
+        sync(device)
+        return time.perf_counter() - start, [ids for ids, _ in out]
+
+    decode(prefixes, Sampler(Sampling(args, 2), args.seed, device), StopRule(), prompts[:4], none[:4])  # warm
+    prefill, _ = timed(1)
+    reset_peak(device)
+    seconds, replies = timed(args.new_tokens)
+    decode_step = (seconds - prefill) / (args.new_tokens - 1)
+    report.phase("policy_loop", {
+        "batch": len(prompts), "seconds_per_call": seconds, "prefill_s": prefill, "decode_step_s": decode_step,
+        "decisions_per_s": len(prompts) / seconds, "tokens_per_reply": sum(map(len, replies)) / len(replies),
+        "roofline_fraction": roof["roofline_step_s"] / decode_step, "peak_memory_gib": peak_gib(device)})
+
+
+def run_continuous_batching(model, prompts: list[list[int]], args, device: torch.device, report: Report) -> None:
+    """transformers' continuous batching (``generate_batch``, paged attention, prefix blocks shared).
+
+    The manager is kept between calls (``persistent_manager``), so the
+    timed call pays neither its cache allocation nor its warm-up; both are
+    timed apart.  A request that comes back short or failed is an error:
+    ``generate_batch`` logs errors and returns what finished.
+    """
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+    from transformers.generation.continuous_batching.utils import logger as cb_logger
+
+    cb_logger.setLevel("ERROR")  # it warns on every call that a kept manager was sized for this workload
+    cb_config = ContinuousBatchingConfig(allow_block_sharing=True, seed=args.seed)
+    generation = GenerationConfig(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                  max_new_tokens=args.new_tokens, eos_token_id=None, pad_token_id=0)
+
+    def timed(new_tokens: int) -> tuple[float, list[list[int]]]:
+        sync(device)
+        start = time.perf_counter()
+        out = model.generate_batch(inputs=prompts, generation_config=generation, continuous_batching_config=cb_config,
+                                   persistent_manager=True, max_new_tokens=new_tokens)
+        sync(device)
+        seconds = time.perf_counter() - start
+        replies = [list(result.generated_tokens) for result in out.values() if result.error is None]
+        if len(replies) != len(prompts) or any(len(r) != new_tokens for r in replies):
+            raise RuntimeError(f"generate_batch returned {len(replies)} complete replies of {len(prompts)} "
+                               f"(lengths {sorted({len(r) for r in replies})}, {new_tokens} asked)")
+        return seconds, replies
+
+    try:
+        first, _ = timed(args.new_tokens)  # builds the manager: cache allocation, warm-up, graph capture
+        prefill, _ = timed(1)
+        reset_peak(device)
+        seconds, replies = timed(args.new_tokens)
+    finally:
+        model.destroy_cached_continuous_batching_manager()
+    decode_step = (seconds - prefill) / (args.new_tokens - 1)
+    report.phase("continuous_batching", {
+        "batch": len(prompts), "first_call_s": first, "seconds_per_call": seconds, "prefill_s": prefill,
+        "decode_step_s": decode_step, "decisions_per_s": len(prompts) / seconds,
+        "tokens_per_reply": sum(map(len, replies)) / len(replies), "peak_memory_gib": peak_gib(device)})
+
+
 def left_padded(prompts: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -401,7 +574,6 @@ def run_generate(model, prompts: list[list[int]], args, device: torch.device, re
         prefill, _ = timed(1)
         reset_peak(device)
         seconds, tokens = timed(args.new_tokens)
-    fast = report.data["phases"].get("fast", {})
     decisions = len(prompts) / seconds
     decode_step = (seconds - prefill) / (args.new_tokens - 1)
     report.phase("hf_generate", {
@@ -411,8 +583,10 @@ def run_generate(model, prompts: list[list[int]], args, device: torch.device, re
         "roofline_fraction": roof["roofline_step_s"] / decode_step,
         "end_to_end_roofline_fraction": roof["roofline_step_s"] * args.new_tokens / seconds,
         "peak_memory_gib": peak_gib(device),
-        "fast_over_generate": fast["decisions_per_s"] / decisions if fast else None,
-        "fast_over_generate_decode_step": decode_step / fast["decode_step_s"] if fast else None})
+        **{f"{arm}_over_generate": report.data["phases"][arm]["decisions_per_s"] / decisions
+           for arm in DECODE_ARMS if arm in report.data["phases"]},
+        **{f"{arm}_over_generate_decode_step": decode_step / report.data["phases"][arm]["decode_step_s"]
+           for arm in DECODE_ARMS if "decode_step_s" in report.data["phases"].get(arm, {})}})
 
 
 def grpo_step(model, prompts: list[list[int]], replies: list[list[int]], args, device: torch.device,
@@ -470,15 +644,19 @@ def grpo_step(model, prompts: list[list[int]], replies: list[list[int]], args, d
 
 
 # -- main ---------------------------------------------------------------------------------------
-def build_model(shape: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Qwen3ForCausalLM:
-    """Random weights of the given shape, created directly on the device in ``dtype``."""
-    config = Qwen3Config(**shape, pad_token_id=0, eos_token_id=2, bos_token_id=None)
+def build_model(name: str, tiny: bool, device: torch.device, dtype: torch.dtype):
+    """Random weights of shape ``name`` (``SHAPES``), created directly on the device in ``dtype``."""
+    full, small, config_class, model_class = SHAPES[name]
+    shape = dict(small if tiny else full)
+    if "layer_types" in shape:
+        shape["layer_types"] = layer_types(shape)
+    config = config_class(**shape, pad_token_id=0, eos_token_id=2, bos_token_id=None)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
             torch.manual_seed(0)
-            model = Qwen3ForCausalLM(config)
+            model = model_class(config)
     finally:
         torch.set_default_dtype(previous)
     model.generation_config.pad_token_id = 0
@@ -488,7 +666,8 @@ def build_model(shape: dict[str, Any], device: torch.device, dtype: torch.dtype)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/gpu_rollout.json", help="JSON results path")
-    parser.add_argument("--tiny", action="store_true", help="toy shape on the CPU (smoke test)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen3-4b", help="model shape (default qwen3-4b)")
+    parser.add_argument("--tiny", action="store_true", help="toy size of --shape on the CPU (smoke test)")
     parser.add_argument("--batch", type=int, help="concurrent episodes (default 256; tiny 8)")
     parser.add_argument("--prompt-tokens", type=int, help="prompt width (default 300; tiny 48)")
     parser.add_argument("--new-tokens", type=int, help="tokens per decision (default 64; tiny 8)")
@@ -500,6 +679,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true", help="run the fast path's step eagerly")
     parser.add_argument("--skip-generate", action="store_true", help="no plain generate baseline")
     parser.add_argument("--skip-grpo", action="store_true", help="no GRPO step")
+    parser.add_argument("--skip", action="append", default=[], choices=("policy_loop", "continuous_batching"),
+                        help="leave out this decode arm (repeatable)")
     parser.add_argument("--group-size", type=int, default=4, help="G, replies per GRPO group")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the GRPO step (alpha = 2 r)")
     parser.add_argument("--train-micro-batch", type=int, help="sequences per backward (default 8; tiny 4)")
@@ -524,12 +705,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         torch.set_num_threads(1)  # toy matrices: more threads only contend
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    shape = TINY if args.tiny else QWEN3_4B
+    full, small, _, _ = SHAPES[args.shape]
+    shape = small if args.tiny else full
     report = Report(Path(args.out), {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "shape": "tiny" if args.tiny else "Qwen3-4B", "model_config": shape, "dtype": str(dtype),
+        "shape": f"tiny {args.shape}" if args.tiny else args.shape, "model_config": shape, "dtype": str(dtype),
         "batch": args.batch, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
         "sampling": {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k},
         "budget_seconds": args.budget_seconds})
@@ -538,24 +720,39 @@ def main(argv: list[str] | None = None) -> int:
         prompts = prompt_batch(args.batch, args.prompt_tokens, shape["vocab_size"], args.seed)
         lengths = [len(p) for p in prompts]
         start = time.perf_counter()
-        model = build_model(shape, device, dtype)
+        model = build_model(args.shape, args.tiny, device, dtype)
         sync(device)
         bandwidth = copy_bandwidth(device, 2**31 if device.type == "cuda" else 2**26)
-        roof = roofline(model, lengths, args.new_tokens, bandwidth)
+        roof = roofline(model, shape, lengths, args.new_tokens, bandwidth)
         report.phase("setup", {
             "model_build_s": time.perf_counter() - start,
             "parameters": sum(p.numel() for p in model.parameters()),
             "weight_bytes_read_per_step": weight_bytes_read_per_step(model),
-            "kv_bytes_per_token": kv_bytes_per_token(model.config, dtype),
+            "kv_bytes_per_token": kv_bytes_per_token(shape, dtype),
+            "state_bytes_per_row": state_bytes_per_row(shape, dtype),
             "prompt_tokens_mean": sum(lengths) / len(lengths), "prompt_tokens_min": min(lengths),
             "copy_bandwidth_gb_s": bandwidth / 1e9, **roof})
-        replies = guarded("fast", lambda: run_fast(model, prompts, args, device, budget, report, roof),
-                          device, report)
-        guarded("fast_check", lambda: check_against_stock(model, prompts, args, device, report), device, report)
-        fast_call = report.data["phases"].get("fast", {}).get("seconds_per_call", 0.0)
+        replies = None
+        if supports(model):
+            replies = guarded("fast", lambda: run_fast(model, prompts, args, device, budget, report, roof),
+                              device, report)
+            guarded("fast_check", lambda: check_against_stock(model, prompts, args, device, report), device,
+                    report)
+        else:
+            for arm in ("fast", "fast_check"):
+                report.skip(arm, "sepo.policies.fast_decode.supports() is False for this architecture")
+        for arm, run in (("policy_loop", lambda: run_policy_loop(model, prompts, args, device, report, roof)),
+                         ("continuous_batching", lambda: run_continuous_batching(model, prompts, args, device,
+                                                                                 report))):
+            if arm in args.skip:
+                report.skip(arm, f"--skip {arm}")
+            else:
+                guarded(arm, run, device, report)
+        slowest = max((report.data["phases"].get(arm, {}).get("seconds_per_call", 0.0) for arm in DECODE_ARMS),
+                      default=0.0)
         if args.skip_generate:
             report.skip("hf_generate", "--skip-generate")
-        elif budget.left() < 30 * fast_call + 30:
+        elif budget.left() < 30 * slowest + 30:
             report.skip("hf_generate", f"budget: {budget.left():.0f} s left")
         else:
             guarded("hf_generate", lambda: run_generate(model, prompts, args, device, report, roof), device,

@@ -1,0 +1,103 @@
+"""Lockstep rollout speed of two source trees, side by side: did a change slow the plain decoder?
+
+Issue 15 split the decode loop out of ``sepo/policies/model.py`` and made
+it handle any transformers cache; plain full-attention decoders must keep
+their speed.  This runs ``benchmarks/rollout.py``'s lockstep arm (the same
+mixed-domain episodes, every domain's training pool) once per tree per
+repeat, alternating trees so that machine noise hits both alike, each run in
+a fresh process whose ``sepo`` is imported from that tree with that tree's
+``params.yaml``.  Both trees load the same ``--model``.  Greedy decoding by
+default, so both trees play the same episodes when their decoders agree
+(the replies' hash is printed to show whether they do).
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/rollout_versions.py /tmp/before . --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def worker(model: str, per_domain: int, threads: int, sampled: bool) -> None:
+    """One lockstep arm in this process (``sepo`` from ``PYTHONPATH``); prints one JSON line."""
+    import torch
+
+    from sepo.config import load_params
+    from sepo.games import GAME_NAMES
+    from sepo.policies.model import ModelPolicy, load_model_policy
+    from sepo.rollout import EpisodeSpec, play_episodes
+
+    torch.set_num_threads(threads)
+    params = load_params("params.yaml")
+    specs = []
+    for game in GAME_NAMES:
+        opponents = params.pool(game, "train")
+        specs += [EpisodeSpec(params.game(game), opponents[i % len(opponents)], "train", 1000 + i)
+                  for i in range(per_domain)]
+    loaded = load_model_policy(model, params, greedy=not sampled)
+
+    def fresh() -> ModelPolicy:
+        return ModelPolicy(loaded.model, loaded.tokenizer, loaded.sampling, seed=params.generation.seed)
+
+    play_episodes(specs[:1], fresh())  # warm-up
+    start = time.perf_counter()
+    played = play_episodes(specs, fresh(), batch_size=params.generation.batch_size)
+    seconds = time.perf_counter() - start
+    replies = [r.text for p in played for r in p.replies]
+    print(json.dumps({"decisions": len(replies), "seconds": seconds,
+                      "replies_sha256": hashlib.sha256("\n".join(replies).encode()).hexdigest()[:12]}))
+
+
+def run_tree(tree: Path, args: argparse.Namespace) -> dict:
+    """The worker in a fresh process, importing ``sepo`` from ``tree``."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(Path(args.model).resolve()),
+               "--episodes-per-domain", str(args.episodes_per_domain), "--threads", str(args.threads)]
+    if args.sampled:
+        command.append("--sampled")
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{tree}: the worker failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", nargs="*", type=Path, help="two source trees: before, after")
+    parser.add_argument("--model", default="data/models/sft")
+    parser.add_argument("--episodes-per-domain", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sampled", action="store_true", help="the params' sampling instead of greedy")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.model, args.episodes_per_domain, args.threads, args.sampled)
+        return
+    if len(args.trees) != 2:
+        parser.error("give two source trees: before and after")
+    rates: dict[int, list[float]] = {0: [], 1: []}
+    for repeat in range(args.repeats):
+        for index, tree in enumerate(args.trees):
+            result = run_tree(tree.resolve(), args)
+            rate = result["decisions"] / result["seconds"]
+            rates[index].append(rate)
+            print(f"repeat {repeat + 1} {tree}: {rate:7.2f} decisions/s ({result['decisions']} decisions, "
+                  f"{result['seconds']:.1f} s, replies {result['replies_sha256']})", flush=True)
+    before, after = (statistics.median(rates[i]) for i in (0, 1))
+    ratios = [a / b for a, b in zip(rates[1], rates[0], strict=True)]
+    print(f"median: before {before:.2f}, after {after:.2f} decisions/s; after / before {after / before:.3f} "
+          f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
