@@ -29,20 +29,21 @@ from pathlib import Path
 
 def worker(model: str, per_domain: int, threads: int, sampled: bool) -> None:
     """One lockstep arm in this process (``sepo`` from ``PYTHONPATH``); prints one JSON line."""
+    import importlib.util
+
     import torch
 
     from sepo.config import load_params
-    from sepo.games import GAME_NAMES
     from sepo.policies.model import ModelPolicy, load_model_policy
-    from sepo.rollout import EpisodeSpec, play_episodes
+    from sepo.rollout import play_episodes
 
+    # the episodes of benchmarks/rollout.py, from this file's tree, so both trees play the same ones
+    spec = importlib.util.spec_from_file_location("rollout_benchmark", Path(__file__).with_name("rollout.py"))
+    rollout_benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rollout_benchmark)
     torch.set_num_threads(threads)
     params = load_params("params.yaml")
-    specs = []
-    for game in GAME_NAMES:
-        opponents = params.pool(game, "train")
-        specs += [EpisodeSpec(params.game(game), opponents[i % len(opponents)], "train", 1000 + i)
-                  for i in range(per_domain)]
+    specs = rollout_benchmark.mixed_specs(params, per_domain)
     loaded = load_model_policy(model, params, greedy=not sampled)
 
     def fresh() -> ModelPolicy:
