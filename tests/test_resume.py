@@ -164,3 +164,20 @@ def test_a_lower_max_steps_trains_and_selects_within_it(tmp_path):
     assert metrics["steps"] == 2 and metrics["selection"]["best_step"] == 2
     assert list(metrics["selection"]["training_pool_safety"]) == ["2"]
     assert (tmp_path / "ck/checkpoint-4").is_dir()  # kept for a later, longer budget
+
+
+def test_the_exported_adapter_config_lists_its_target_modules_sorted(tmp_path):
+    # PEFT keeps target_modules as a set and writes them in hash order; the export sorts them so
+    # an identical retrain gives the same released folder, and PEFT still loads it
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    config = {"peft_type": "LORA", "r": 8, "target_modules": ["v_proj", "q_proj", "o_proj", "k_proj"]}
+    (checkpoint / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    (checkpoint / "optimizer.pt").write_bytes(b"state")
+    out = tmp_path / "out"
+    export_policy(checkpoint, out)
+    exported = json.loads((out / "adapter_config.json").read_text())
+    assert exported["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert {k: v for k, v in exported.items() if k != "target_modules"} == {"peft_type": "LORA", "r": 8}
+    assert not (out / "optimizer.pt").exists()
+

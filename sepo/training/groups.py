@@ -103,9 +103,14 @@ def relative_weights(params: Params, game: str, mode: str) -> dict[str, float]:
     """
     rows = {pool: count * len(params.games[game].pools.of(pool))
             for pool, count in rows_per_opponent(params, game, mode).items()}
-    if "exploit" not in rows or "collusive" not in rows or not rows.get("train"):
+
+    def pool_rows(quantity: str) -> int:
+        return sum(rows.get(pool, 0) for pool in QUANTITY_POOLS[quantity])
+
+    payoff = pool_rows("payoff")
+    if not payoff or not all(pool_rows(penalty) for penalty in ("exploit", "collusion")):
         return {}
-    return {"exploit": rows["exploit"] / rows["train"], "collusion": rows["collusive"] / rows["train"]}
+    return {penalty: pool_rows(penalty) / payoff for penalty in ("exploit", "collusion")}
 
 
 def group_keys(params: Params, game: str, mode: str, seed: int) -> list[GroupKey]:

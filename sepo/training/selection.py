@@ -11,6 +11,7 @@ checkpoint, the one closer to the SFT policy.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from sepo.checkpoints import complete_checkpoints, within_budget
 from sepo.config import Params
 from sepo.evaluation import play_binding_adaptive
 from sepo.metrics import safety
+from sepo.models.loading import ADAPTER_CONFIG
 from sepo.rollout import EpisodeSpec
 from sepo.training.groups import TRAINING_POOLS, derived_seed
 from sepo.training.rollout import sampling_settings
@@ -98,6 +100,9 @@ def export_policy(checkpoint: str | Path, out: str | Path, base: str | Path | No
     With ``base`` (the model the adapter was trained on) the export records
     it relative to ``out`` with its content hash (``sepo.models.adapter_base``),
     so the adapter loads from any directory and only onto that model.
+    The adapter config's ``target_modules`` are sorted
+    (``canonical_adapter_config``): PEFT keeps them as a set, so identical
+    retrains would otherwise differ in the released folder's hash.
     """
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
@@ -105,7 +110,25 @@ def export_policy(checkpoint: str | Path, out: str | Path, base: str | Path | No
     for file in Path(checkpoint).iterdir():
         if file.is_file() and file.name not in TRAINING_STATE_FILES and not file.name.startswith("rng_state"):
             shutil.copy2(file, out / file.name)
+    canonical_adapter_config(out / ADAPTER_CONFIG)
     if base is not None:
         from sepo.models.adapter_base import record_adapter_base
 
         record_adapter_base(out, base)
+
+
+def canonical_adapter_config(path: str | Path) -> None:
+    """Rewrite a PEFT ``adapter_config.json`` with its ``target_modules`` list sorted.
+
+    PEFT stores the targets as a set and writes them in the process's hash
+    order, so two byte-identical adapters got configs (and DVC hashes) that
+    differ.  The order means nothing to PEFT; the file keeps PEFT's own
+    layout (2-space indent, sorted keys, no final newline).  A missing file is left alone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True))
