@@ -168,7 +168,7 @@ def test_a_lower_max_steps_trains_and_selects_within_it(tmp_path):
 
 def test_the_exported_adapter_config_lists_its_target_modules_sorted(tmp_path):
     # PEFT keeps target_modules as a set and writes them in hash order; the export sorts them so
-    # an identical retrain gives the same released folder, and PEFT still loads it
+    # an identical retrain gives the same released folder; the other keys and files are as exported
     checkpoint = tmp_path / "checkpoint-2"
     checkpoint.mkdir()
     config = {"peft_type": "LORA", "r": 8, "target_modules": ["v_proj", "q_proj", "o_proj", "k_proj"]}
@@ -180,4 +180,3 @@ def test_the_exported_adapter_config_lists_its_target_modules_sorted(tmp_path):
     assert exported["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert {k: v for k, v in exported.items() if k != "target_modules"} == {"peft_type": "LORA", "r": 8}
     assert not (out / "optimizer.pt").exists()
-
