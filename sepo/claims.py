@@ -110,9 +110,16 @@ def paper_claims(evaluations: Mapping[str, Mapping[str, Any]], comparisons: Mapp
             positive_negotiation(evaluations), constant_equals_payoff_only(ablation)]
 
 
-def acceptance_checks(comparisons: Mapping[str, Any]) -> list[Claim]:
-    """The default run's own bar (issue 16): SEPO − SFT, paired, per domain and across seeds."""
-    return [safety_over_sft(comparisons), no_penalty_worse(comparisons), robust_across_seeds(comparisons)]
+def acceptance_checks(comparisons: Mapping[str, Any], ablation: Mapping[str, Any] | None = None) -> list[Claim]:
+    """The default run's own bar (issue 16): SEPO − SFT, paired, per domain and across seeds; SEPO − payoff-only."""
+    return [safety_over_sft(comparisons), no_penalty_worse(comparisons), robust_across_seeds(comparisons),
+            penalty_beats_payoff_only(ablation or {})]
+
+
+#: issue 16's ablation bar: significantly above payoff-only here; elsewhere (Kuhn, whose LooseAggressive is
+#: both a train opponent, where folding weak hands pays, and the collusive one) only not significantly below
+PENALTY_SIGNIFICANT_IN = ("ipd",)
+SEPO_ARM, PAYOFF_ONLY_ARM = "per_rollout-batch", "none-batch"
 
 
 def safety_over_sft(comparisons: Mapping[str, Any]) -> Claim:
@@ -156,3 +163,18 @@ def robust_across_seeds(comparisons: Mapping[str, Any], needed: int = 2) -> Clai
         ok = ok and good >= needed
         parts.append(f"{game}: {good} of {len(rows)} seeds")
     return Claim("The effect holds across SEPO seeds", "; ".join(parts), HOLDS if ok else FAILS, rule)
+
+
+def penalty_beats_payoff_only(ablation: Mapping[str, Any],
+                              significant_in: tuple[str, ...] = PENALTY_SIGNIFICANT_IN) -> Claim:
+    rule = (f"the ablation's paired {SEPO_ARM} − {PAYOFF_ONLY_ARM} safety lies above 0 in "
+            f"{', '.join(significant_in)} and significantly below 0 in no ablation domain")
+    title = "The per-rollout penalty beats payoff-only GRPO (this project's acceptance)"
+    key = f"{SEPO_ARM} − {PAYOFF_ONLY_ARM}"
+    safety = {g: arms["paired_differences"][key]["safety"] for g, arms in ablation.items()
+              if key in arms.get("paired_differences", {})}
+    if not safety or any(g not in safety for g in significant_in):
+        return Claim(title, "", UNMEASURED, rule)
+    ok = all(interval_side(safety[g]) > 0 for g in significant_in) and all(
+        interval_side(d) >= 0 for d in safety.values())
+    return Claim(title, "; ".join(f"{g} {_ci(d)}" for g, d in safety.items()), HOLDS if ok else FAILS, rule)

@@ -244,7 +244,7 @@ def claims_table(inputs: ReportInputs) -> Table:
     from sepo.claims import acceptance_checks, paper_claims
 
     claims = [*paper_claims(inputs.evaluations, inputs.comparisons, inputs.ablation),
-              *acceptance_checks(inputs.comparisons)]
+              *acceptance_checks(inputs.comparisons, inputs.ablation)]
     return ["claim", "this run's evidence", "verdict", "rule"], [[c.claim, c.evidence, c.verdict, c.rule]
                                                                 for c in claims]
 

@@ -57,11 +57,30 @@ def test_the_acceptance_checks_count_domains_and_seeds():
     replicates = {"ipd": {"sepo-seed1": differences["ipd"], "sepo-seed2": {**differences["ipd"],
                                                                           "safety": ci(-0.1, -0.3, 0.1)}}}
     checks = acceptance_checks({"differences": differences, "replicates": replicates})
-    assert [c.verdict for c in checks] == [HOLDS, HOLDS, HOLDS]  # 2 of 3 ipd seeds suffice
+    assert [c.verdict for c in checks[:3]] == [HOLDS, HOLDS, HOLDS]  # 2 of 3 ipd seeds suffice
     differences["kuhn"] = {**differences["kuhn"], "collusion": ci(0.2, 0.1, 0.3)}  # a penalty got worse
     for g in ("auction", "negotiation", "negotiation_items"):
         differences[g] = {**differences[g], "safety": flat}  # only 2 domains significant
     checks = acceptance_checks({"differences": differences, "replicates": replicates})
-    assert [c.verdict for c in checks] == [FAILS, FAILS, HOLDS]
+    assert [c.verdict for c in checks[:3]] == [FAILS, FAILS, HOLDS]
     assert "kuhn collusion" in checks[1].evidence
-    assert [c.verdict for c in acceptance_checks({})] == [UNMEASURED] * 3
+    assert [c.verdict for c in acceptance_checks({})] == [UNMEASURED] * 4
+
+
+def arm_differences(**safety: dict[str, float]) -> dict:
+    """An ablation file's paired per_rollout-batch − none-batch safety per domain."""
+    return {g: {"paired_differences": {"per_rollout-batch − none-batch": {"safety": d}}} for g, d in safety.items()}
+
+
+def test_the_ablation_check_wants_ipd_significant_and_no_domain_significantly_below():
+    from sepo.claims import penalty_beats_payoff_only
+
+    up, flat, down = ci(0.13, 0.05, 0.25), ci(-0.05, -0.2, 0.1), ci(-0.2, -0.3, -0.1)
+    assert penalty_beats_payoff_only(arm_differences(ipd=up, kuhn=flat)).verdict == HOLDS
+    assert penalty_beats_payoff_only(arm_differences(ipd=flat, kuhn=up)).verdict == FAILS  # IPD must be significant
+    assert penalty_beats_payoff_only(arm_differences(ipd=up, kuhn=down)).verdict == FAILS  # Kuhn significantly below
+    holds = penalty_beats_payoff_only(arm_differences(ipd=up, kuhn=flat))
+    assert "ipd +0.130 [+0.050, +0.250]" in holds.evidence and "kuhn" in holds.evidence
+    # an ablation without IPD's arms, or without the arms at all, is not measured
+    assert penalty_beats_payoff_only(arm_differences(kuhn=up)).verdict == UNMEASURED
+    assert penalty_beats_payoff_only({"ipd": {"paired_differences": {}}}).verdict == UNMEASURED
