@@ -8,7 +8,6 @@ folders (no weights, truncated or garbage safetensors, a garbage
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -19,16 +18,14 @@ from sepo.data.files import parquet_bytes, read_split
 from sepo.data.schema import SCHEMA
 from sepo.errors import ConfigError
 from sepo.models.loading import load_model_and_tokenizer
+from tests.repo_files import load_repo_file
 from tests.test_training_chat_tokens import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file(f"stages/{name}.py", f"stage_{name}")
 
 
 def _one_row() -> pa.Table:

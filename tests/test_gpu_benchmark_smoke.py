@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.repo_files import load_repo_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_rollout.py"
@@ -45,10 +46,7 @@ def test_the_tiny_benchmark_measures_every_phase_without_the_training_stack(tmp_
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("gpu_rollout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file(str(SCRIPT.relative_to(ROOT)), "gpu_rollout")
 
 
 def test_a_spent_budget_stops_the_run_and_still_writes_the_results(tmp_path):

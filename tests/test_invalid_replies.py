@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 from sepo.episode_log import write_episodes
 from sepo.games.protocol import Decision, EpisodeRecord, RoundRecord
+from tests.repo_files import load_repo_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("invalid_replies", ROOT / "scripts" / "invalid_replies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file("scripts/invalid_replies.py")
 
 
 def episode(pool: str, opponent: str, valid_by_round: list[bool]) -> EpisodeRecord:

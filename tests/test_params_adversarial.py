@@ -9,7 +9,6 @@ processes, so that nothing prints a traceback at the process level either.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from sepo.cli import main as sepo_main
+from tests.repo_files import load_repo_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -27,10 +27,7 @@ DELETE = object()
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file(f"stages/{name}.py", f"stage_{name}")
 
 
 GENERATE = _stage("generate")

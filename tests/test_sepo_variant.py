@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,16 +9,14 @@ from pathlib import Path
 import pytest
 
 from sepo.errors import ConfigError
+from tests.repo_files import load_repo_file
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "metrics" / "eval"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("sepo_variant", ROOT / "scripts" / "sepo_variant.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file("scripts/sepo_variant.py")
 
 
 def test_overrides_are_applied_and_validated():
