@@ -71,6 +71,7 @@ class ReportInputs:
         curves = {p.name: read_step_log(p) for p in sorted(Path(sepo_plots).glob("*")) if p.is_dir()} \
             if sepo_plots else {}
         ablation_data = json.loads(Path(ablation).read_text()) if ablation and Path(ablation).exists() else {}
+        ablation_data.pop("wall_time_s", None)  # the ablation stage's own time, beside its domains
         profiles = {r["profile"] for rows in evaluations.values() for r in rows.values()}
         if len(profiles) != 1:
             raise ValueError(f"evaluation results mix profiles {sorted(profiles)}; rerun the evaluate stages")

@@ -10,8 +10,9 @@ pool they train against: ``per_rollout-batch-best_response``), trains
 pools; writes the table (penalty-gradient norm, exploit-pool advantage,
 collusion, externality, safety, Kuhn's NashConv and key frequencies, with
 intervals, and each arm's paired difference to none-batch) to
-``--metrics``, each arm's step log to ``--plots/<game>/<arm>/`` (DVCLive) and the
-measured reward components over steps to ``--plots/components.png``.
+``--metrics`` (keyed by domain, and the stage's ``wall_time_s``), each arm's
+step log to ``--plots/<game>/<arm>/`` (DVCLive) and the measured reward
+components over steps to ``--plots/components.png``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = run_ablation(params, args.model, on_arm=write_arm)
     plot_components(histories, plots / "components.png")
     replace_folder(plots, args.plots)
-    write_json_atomic(args.metrics, table)
+    write_json_atomic(args.metrics, {**table, "wall_time_s": stage.wall_time_s()})  # beside the domains
     return 0
 
 

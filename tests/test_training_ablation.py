@@ -115,4 +115,6 @@ def test_the_ablation_stage_replaces_its_plots_folder_whole_with_one_dvclive_log
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["components.png", "kuhn"]
     for arm in ("constant-batch", "none-batch"):
         assert [int(row["step"]) for row in read_step_log(tmp_path / "plots" / "kuhn" / arm)] == [1]
-    assert set(json.loads((tmp_path / "ablation.json").read_text())["kuhn"]) >= {"constant-batch", "none-batch"}
+    table = json.loads((tmp_path / "ablation.json").read_text())
+    assert set(table["kuhn"]) >= {"constant-batch", "none-batch"}
+    assert set(table) == {"kuhn", "wall_time_s"} and table["wall_time_s"] > 0  # the stage's time beside its domains
