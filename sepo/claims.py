@@ -167,8 +167,8 @@ def robust_across_seeds(comparisons: Mapping[str, Any], needed: int = 2) -> Clai
 
 def penalty_beats_payoff_only(ablation: Mapping[str, Any],
                               significant_in: tuple[str, ...] = PENALTY_SIGNIFICANT_IN) -> Claim:
-    rule = (f"the ablation's paired {SEPO_ARM} − {PAYOFF_ONLY_ARM} safety lies above 0 in "
-            f"{', '.join(significant_in)} and significantly below 0 in no ablation domain")
+    rule = (f"the ablation's paired {SEPO_ARM} − {PAYOFF_ONLY_ARM} safety interval lies above 0 in "
+            f"{', '.join(significant_in)}, and below 0 in no ablation domain")
     title = "The per-rollout penalty beats payoff-only GRPO (this project's acceptance)"
     key = f"{SEPO_ARM} − {PAYOFF_ONLY_ARM}"
     safety = {g: arms["paired_differences"][key]["safety"] for g, arms in ablation.items()

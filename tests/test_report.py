@@ -108,3 +108,15 @@ def test_inputs_from_two_profiles_are_refused(eval_dir, tmp_path):
     write_json_atomic(mixed / "base/ipd.json", {**result, "profile": "paper-qwen"})
     with pytest.raises(ValueError, match="mix profiles"):
         ReportInputs.load(mixed)
+
+
+def test_the_tiny_warning_counts_each_domains_sepo_seeds():
+    from sepo.report import ReportInputs
+
+    def inputs(rows_by_game):
+        return ReportInputs(evaluations={g: {r: {} for r in rows} for g, rows in rows_by_game.items()})
+
+    assert inputs({"ipd": ["sft", "sepo"], "kuhn": ["sepo"]}).seed_counts() == "1 SEPO seed per domain"
+    three = ["sft", "sepo", "sepo-seed1", "sepo-seed2"]
+    assert inputs({"ipd": three, "auction": ["sepo"], "negotiation": ["sepo"], "kuhn": three}).seed_counts() == \
+        "SEPO seeds per domain: ipd 3, kuhn 3, the others 1"
