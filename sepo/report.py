@@ -19,6 +19,7 @@ import csv
 import html
 import io
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,12 @@ class ReportInputs:
         return next(r["audit"] for r in self.evaluations[game].values() if "audit" in r)
 
     def seed_counts(self) -> str:
-        """How many SEPO seeds each domain's rows hold, as the warning says it: 'SEPO seeds: ipd 3, others 1'."""
+        """How many SEPO seeds each domain's rows hold, as the warning says it: '1 SEPO seed per domain', or
+        'SEPO seeds per domain: ipd 3, kuhn 3, the others 1'."""
         counts = {g: sum(r == "sepo" or is_replicate(r) for r in self.evaluations[g]) for g in self.games()}
-        common = max(set(counts.values()), key=list(counts.values()).count)
-        if len(set(counts.values())) == 1:
+        tally = Counter(counts.values())
+        common = min(n for n, k in tally.items() if k == max(tally.values()))  # on a tie, the fewer seeds
+        if len(tally) == 1:
             return f"{common} SEPO seed{'s' if common != 1 else ''} per domain"
         listed = ", ".join(f"{g} {n}" for g, n in counts.items() if n != common)
         return f"SEPO seeds per domain: {listed}, the others {common}"
