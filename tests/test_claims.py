@@ -84,3 +84,13 @@ def test_the_ablation_check_wants_ipd_significant_and_no_domain_significantly_be
     # an ablation without IPD's arms, or without the arms at all, is not measured
     assert penalty_beats_payoff_only(arm_differences(kuhn=up)).verdict == UNMEASURED
     assert penalty_beats_payoff_only({"ipd": {"paired_differences": {}}}).verdict == UNMEASURED
+
+
+def test_the_claims_name_the_arms_as_the_ablation_does():
+    """claims.py reads files and imports no training code, so its arm names are literals: the ablation's."""
+    from sepo import claims
+    from sepo.config import AblationRun
+    from sepo.training import ablation
+
+    assert claims.PAYOFF_ONLY_ARM == ablation.CONTROL_ARM
+    assert ablation.arm_name(AblationRun(mode="per_rollout", scale_rewards="batch")) == claims.SEPO_ARM
