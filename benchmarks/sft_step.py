@@ -18,15 +18,26 @@ changes what is trained (not only how fast) shows:
   mix lengths and pad more (what the sampler buys);
 - ``1 thread``: ``sft.num_threads`` 1 in place of the params' value;
 - ``torch.compile`` (``--compile``): the Trainer's ``torch_compile`` (inductor,
-  needs a C++ compiler; its compile time is excluded from the step time).
+  needs a C++ compiler; its compile time is excluded from the step time);
+- ``2 processes × 1 thread`` (``--processes 2``): the stage's batch per
+  process under ``accelerate launch`` on the CPU (gloo DDP, README "Running on
+  N GPUs"), so each step trains twice the stage's examples; compare its
+  ``ms/example`` with ``batch 4``'s, the same effective batch in one process;
+- ``batch N`` (``--batch-sizes N ...``): ``per_device_train_batch_size`` N.
+  A step of this model is overhead-bound, so a larger batch may cost less
+  per example; the ``ms/example`` column compares those (fewer steps then
+  cover the same epochs; whether copying still forms in them is a training
+  question this cannot answer).
 
-Run: python benchmarks/sft_step.py [--steps 60] [--repeats 2] [--compile]
+Run: python benchmarks/sft_step.py [--steps 60] [--repeats 2] [--compile] [--batch-sizes 4 8] [--processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -77,7 +88,8 @@ def child(variant: dict, steps: int, params_path: str, model_path: str, data_pat
     with tempfile.TemporaryDirectory() as scratch:
         config = sft_config(sft, scratch, has_eval=False)
         config.save_strategy = "no"
-        for key in ("padding_free", "max_length", "train_sampling_strategy", "torch_compile"):
+        for key in ("padding_free", "max_length", "train_sampling_strategy", "torch_compile",
+                    "per_device_train_batch_size"):
             if key in variant:
                 setattr(config, key, variant[key])
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(train),
@@ -86,16 +98,32 @@ def child(variant: dict, steps: int, params_path: str, model_path: str, data_pat
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     timed = stamps[WARMUP_STEPS:]
     return {"seconds_per_step": (timed[-1] - timed[0]) / (len(timed) - 1), "losses": losses[:3],
+            "batch_size": config.per_device_train_batch_size * trainer.accelerator.num_processes,
             "threads": torch.get_num_threads(),
             "longest": max(len(ids) for ids in trainer.train_dataset["input_ids"])}
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run(variant: dict, args: argparse.Namespace) -> dict:
-    """One fresh process for ``variant``; its result."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(variant), "--steps", str(args.steps),
-         "--params", args.params, "--model", args.model, "--data", args.data],
-        capture_output=True, text=True, cwd=ROOT)
+    """One fresh process for ``variant`` (or a CPU ``accelerate launch`` of several); its result."""
+    child_args = [__file__, "--child", json.dumps(variant), "--steps", str(args.steps),
+                  "--params", args.params, "--model", args.model, "--data", args.data]
+    env = dict(os.environ)
+    processes = variant.get("processes", 1)
+    if processes > 1:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                    "--main_process_port", str(free_port())]
+        env.update(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS=str(variant.get("threads", 1)))
+        command = launcher + child_args
+    else:
+        command = [sys.executable, *child_args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -106,20 +134,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help=f"steps per run ({WARMUP_STEPS} untimed)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every variant")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--processes", type=int, nargs="*", default=[],
+                        help="also time the stage's batch in this many CPU processes of one thread (DDP)")
+    parser.add_argument("--only-stage", action="store_true",
+                        help="skip the older candidates (padding-free, random order, 1 thread)")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
+                        help="also time these per-device batch sizes (compare ms/example)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--model", default="data/models/base")
     parser.add_argument("--data", default="data/sft")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(child(json.loads(args.child), args.steps, args.params, args.model, args.data)))
+        result = child(json.loads(args.child), args.steps, args.params, args.model, args.data)
+        if int(os.environ.get("RANK", "0")) == 0:  # one line per launch, from rank 0
+            print(json.dumps(result))
         return
-    variants = {**VARIANTS, **(COMPILE if args.compile else {})}
+    old = {"the stage's settings": {}} if args.only_stage else VARIANTS
+    variants = {**old, **(COMPILE if args.compile else {}),
+                **{f"batch {n}": {"per_device_train_batch_size": n} for n in args.batch_sizes},
+                **{f"{n} processes x 1 thread": {"processes": n, "threads": 1} for n in args.processes}}
     results: dict[str, list[dict]] = {label: [] for label in variants}
     for _ in range(args.repeats):  # interleaved: a slow spell of the machine touches every variant
         for label, variant in variants.items():
             results[label].append(run(variant, args))
     base = statistics.median(r["seconds_per_step"] for r in results["the stage's settings"])
+    base_per_example = base / results["the stage's settings"][0]["batch_size"]
     print(f"SFT steps of {args.model} on the stage's corpus ({args.params}), {args.steps} steps per run, "
           f"the first {WARMUP_STEPS} untimed, {args.repeats} interleaved repeats, median:")
     for label, runs in results.items():
@@ -128,8 +168,10 @@ def main() -> None:
             print(f"  {label:36s} failed: {failed[0]}")
             continue
         seconds = statistics.median(r["seconds_per_step"] for r in runs)
+        per_example = seconds / runs[0]["batch_size"]
         losses = ", ".join(f"{loss:.4f}" for loss in runs[0]["losses"])
         print(f"  {label:36s} {1000 * seconds:7.1f} ms/step  ×{seconds / base:4.2f} of the stage's  "
+              f"{1000 * per_example:6.1f} ms/example (×{per_example / base_per_example:4.2f})  "
               f"{runs[0]['threads']} thread(s)  losses at steps 1-3: {losses}  longest {runs[0]['longest']}")
 
 

@@ -222,7 +222,7 @@ def base_model_card(sizes: Mapping[str, Any], *, parameters: int, vocabulary: in
 #: SFT params worth a card, in the order a reader looks for them
 SFT_CARD_KEYS = ("method", "corpus", "completion_only_loss", "learning_rate", "lr_scheduler_type",
                  "warmup_ratio", "max_steps", "num_train_epochs", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "max_length", "seed")
+                 "gradient_accumulation_steps", "cpu_processes", "max_length", "seed")
 
 
 def sft_model_card(summary: Mapping[str, Any], settings: Mapping[str, Any], *, parent: str,

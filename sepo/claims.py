@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sepo.comparison import difference_key
 from sepo.reward import PENALTIES
 
 HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
@@ -170,7 +171,7 @@ def penalty_beats_payoff_only(ablation: Mapping[str, Any],
     rule = (f"the ablation's paired {SEPO_ARM} − {PAYOFF_ONLY_ARM} safety interval lies above 0 in "
             f"{', '.join(significant_in)}, and below 0 in no ablation domain")
     title = "The per-rollout penalty beats payoff-only GRPO (this project's acceptance)"
-    key = f"{SEPO_ARM} − {PAYOFF_ONLY_ARM}"
+    key = difference_key(SEPO_ARM, PAYOFF_ONLY_ARM)
     safety = {g: arms["paired_differences"][key]["safety"] for g, arms in ablation.items()
               if key in arms.get("paired_differences", {})}
     if not safety or any(g not in safety for g in significant_in):

@@ -24,6 +24,11 @@ from sepo.metrics import PAIRED_METRICS, metric_samples
 Row = tuple[Mapping[str, Any], Sequence[EpisodeRecord]]  # (metrics file, its episodes)
 
 
+def difference_key(treated: str, control: str) -> str:
+    """The name of ``treated`` − ``control`` in a metrics file (the ablation's ``paired_differences``)."""
+    return f"{treated} − {control}"
+
+
 def row_difference(game: Game, treated: Row, control: Row, *, bootstrap_samples: int,
                    confidence: float, seed: int) -> dict[str, dict[str, float]]:
     """treated − control for ``PAIRED_METRICS`` and the audit's scalars; each ``(metrics file, episodes)``.

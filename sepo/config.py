@@ -272,7 +272,10 @@ class SFTParams(_Strict):
     eval_steps: int = Field(gt=0, description="steps between validation losses")
     save_steps: int = Field(gt=0, description="steps between checkpoints")
     save_total_limit: int = Field(gt=0, description="checkpoints kept")
-    num_threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
+    num_threads: int = Field(ge=0, description="torch CPU threads (per process); 0 keeps torch's default")
+    cpu_processes: int = Field(default=1, ge=1, le=64, description="data-parallel CPU processes of the sft "
+                               "stage on a machine without a GPU (gloo DDP; each trains "
+                               "per_device_train_batch_size examples a step); 1: one process")
     seed: int = Field(ge=0, lt=2**TRAINER_SEED_BITS, description="seed of initialisation-independent "
                       "randomness: order, dropout (transformers' set_seed gives it to numpy: 32 bits)")
 

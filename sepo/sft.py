@@ -201,6 +201,7 @@ def train_sft(model, tokenizer, sft: SFTParams, train: list[dict[str, Any]], val
         "method": sft.method,
         "steps": result.global_step,
         "train_examples": len(train),
+        "processes": trainer.accelerator.num_processes,  # data-parallel ranks, each its own batch a step
         "train_runtime_s": round(result.metrics["train_runtime"], 1),
         "train_loss": mean_training_loss(history),
         "final_logged_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),

@@ -9,6 +9,11 @@ Writes the fine-tuned model (or LoRA adapter) and its tokenizer to ``--out``
 checkpoints go to ``--checkpoints``, never released: a run killed midway
 resumes from them when nothing that defines it changed (``sepo.sft.sft_identity``),
 and they are removed once the model is saved.
+
+With ``sft.cpu_processes`` above 1 on a machine without a GPU, the stage
+runs itself again as that many data-parallel CPU processes (gloo DDP under
+``accelerate launch``, ``sepo.distributed``): each trains
+``per_device_train_batch_size`` examples a step.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepo.config import load_params
-from sepo.distributed import is_main_process
+from sepo.distributed import is_main_process, launched, run_on_cpu_processes
 from sepo.errors import ConfigError
 from sepo.io import partial_folder, replace_folder, write_json_atomic
 from sepo.stage import Stage
@@ -45,6 +50,20 @@ def refuse_unvalidated(report_path: str | Path) -> None:
                   (report.get("datasets", {}) if isinstance(report, dict) else {}).items() if d.get("failed")]
         raise ConfigError(f"--validation {path}: the SFT data failed validation"
                           + (f" ({'; '.join(failed)})" if failed else "") + "; fix the data or rerun validate")
+
+
+def train_on_cpu_processes(stage: Stage, args, processes: int, threads: int, argv: list[str]) -> int:
+    """This stage again as ``processes`` gloo-DDP ranks (``sft.cpu_processes``); the launch's exit status.
+
+    Rank 0 writes every output as a single-process run would; its metrics'
+    ``wall_time_s`` is then replaced by this process's clock, so the stage's
+    time includes the launch.
+    """
+    status = run_on_cpu_processes(Path(__file__).resolve(), argv, processes, threads)
+    metrics = Path(args.metrics)
+    if status == 0 and metrics.is_file():
+        write_json_atomic(metrics, {**json.loads(metrics.read_text()), "wall_time_s": stage.wall_time_s()})
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=torch.bfloat16 if params.sft.bf16 else None)
     except ConfigError as exc:
         return stage.input_error(exc)
+    if params.sft.cpu_processes > 1 and not launched() and not torch.cuda.is_available():
+        # inputs checked here, once: a bad one is one line, not one per rank
+        return train_on_cpu_processes(stage, args, params.sft.cpu_processes, params.sft.num_threads,
+                                      sys.argv[1:] if argv is None else list(argv))
     main_process = is_main_process()
     # trained beside the output and moved into place at the end: a failed run keeps the old model
     building = partial_folder(args.out)

@@ -53,3 +53,55 @@ def test_two_cpu_processes_train_the_same_weights(stage, tmp_path):
     assert {(r["world_size"], r["backend"]) for r in ranks} == {(PROCESSES, "gloo")}
     assert all(r["moved"] and r["steps"] > 0 for r in ranks)
     assert ranks[0]["after"] == ranks[1]["after"]
+
+
+def sft_stage_inputs(tmp_path: Path, **sft) -> tuple[Path, Path, Path]:
+    """(params file with ``sft`` overrides, data/sft, data/models/base); skips without the pipeline's data."""
+    import yaml
+
+    data, base = ROOT / "data" / "sft", ROOT / "data" / "models" / "base"
+    if not (base / "config.json").is_file() or not (data / "multi" / "train.parquet").is_file():
+        pytest.skip("needs the pipeline's data/sft and data/models/base (dvc pull)")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["sft"].update(sft)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return params, data, base
+
+
+def sft_stage_command(params: Path, data: Path, base: Path, out: Path, validation: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "stages" / "sft.py"), "--params", str(params), "--data", str(data),
+            "--base", str(base), "--checkpoints", str(out / "checkpoints"), "--out", str(out / "model"),
+            "--metrics", str(out / "sft.json"), "--plots", str(out / "plots"), "--validation", str(validation)]
+
+
+@pytest.mark.slow
+def test_the_sft_stage_runs_itself_as_its_cpu_processes(tmp_path):
+    params, data, base = sft_stage_inputs(
+        tmp_path, cpu_processes=PROCESSES, num_threads=1, max_steps=3, logging_steps=1, eval_steps=3,
+        save_steps=3, examples_per_domain={"ipd": 4, "auction": 4, "negotiation": 4, "negotiation_items": 4,
+                                           "kuhn": 4}, valid_examples_per_domain=1)
+    out = tmp_path / "run"
+    env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("RANK", None)
+    done = subprocess.run(sft_stage_command(params, data, base, out, ROOT / "reports" / "sft_validation.json"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "sft.json").read_text())
+    assert metrics["processes"] == PROCESSES  # the Trainer saw a world of two ranks
+    assert metrics["steps"] == 3 and metrics["wall_time_s"] > 0
+    assert (out / "model" / "config.json").is_file()
+    assert not list(out.glob("*.partial*"))  # rank 0 moved the model into place, nothing half-written left
+
+
+def test_a_bad_input_is_one_line_before_any_process_is_launched(tmp_path):
+    params, data, base = sft_stage_inputs(tmp_path, cpu_processes=PROCESSES, num_threads=1)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RANK", None)
+    done = subprocess.run(sft_stage_command(params, data, base, out, tmp_path / "missing.json"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no validation report" in lines[0], done.stderr
+    assert not out.exists()

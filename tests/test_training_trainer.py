@@ -116,3 +116,36 @@ def test_step_diagnostics_from_the_batch(tmp_path):
     trainer.compute_loss(trainer.model, batch)
     # a fresh adapter (B = 0) is the SFT policy itself: the KL to the reference starts at 0
     assert trainer._metrics["train"]["kl"][-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def adapter_parameters(trainer) -> list[torch.Tensor]:
+    return [p for p in trainer.model.parameters() if p.requires_grad]
+
+
+def test_the_penalty_gradient_reuses_the_training_forward_and_equals_a_fresh_one(tmp_path):
+    trainer, batch = scored_batch("per_rollout", "batch", tmp_path)
+    forwards = []
+    hook = trainer.model.register_forward_hook(lambda *_: forwards.append(1))
+    torch.manual_seed(0)
+    trainer.compute_loss(trainer.model, batch)
+    hook.remove()
+    assert len(forwards) == 1  # the penalty loss ran on the training loss's forward, not its own
+    shared = trainer._metrics["train"]["penalty_grad_norm"][-1]
+    torch.manual_seed(0)  # a fresh forward with the same LoRA dropout masks
+    fresh = torch.autograd.grad(trainer.penalty_loss(trainer.model, batch), adapter_parameters(trainer),
+                                allow_unused=True)
+    fresh_norm = float(torch.sqrt(sum(g.double().pow(2).sum() for g in fresh if g is not None)))
+    assert shared > 0.0
+    assert shared == pytest.approx(fresh_norm, rel=1e-5)
+
+
+def test_the_penalty_pass_leaves_the_training_gradient_as_trl_computes_it(tmp_path):
+    from trl import GRPOTrainer
+
+    trainer, batch = scored_batch("per_rollout", "batch", tmp_path)
+    ours = loss_gradient(trainer, batch)  # with the penalty pass on the shared graph
+    torch.manual_seed(0)
+    loss = GRPOTrainer._compute_loss(trainer, trainer.model, batch)  # TRL's loss alone
+    theirs = torch.autograd.grad(loss, adapter_parameters(trainer))
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)

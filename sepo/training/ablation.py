@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from sepo.comparison import row_difference
+from sepo.comparison import difference_key, row_difference
 from sepo.config import AblationRun, Params, parse_params
 from sepo.evaluation import evaluate_games, with_audit_fields
 from sepo.games.protocol import EpisodeRecord
@@ -198,7 +198,7 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
     differences = {}
     for name, arm in arms.items():
         if control is not None and name not in (SFT_ARM, CONTROL_ARM):
-            differences[f"{name} − {CONTROL_ARM}"] = row_difference(
+            differences[difference_key(name, CONTROL_ARM)] = row_difference(
                 params.game(game), (arm.evaluation, arm.episodes), (control.evaluation, control.episodes),
                 bootstrap_samples=params.eval.bootstrap_samples, confidence=params.eval.confidence,
                 seed=params.eval.seed)

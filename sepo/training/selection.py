@@ -19,6 +19,7 @@ from pathlib import Path
 from sepo.checkpoints import complete_checkpoints, within_budget
 from sepo.config import Params
 from sepo.evaluation import play_binding_adaptive
+from sepo.io import write_text_atomic
 from sepo.metrics import safety
 from sepo.models.loading import ADAPTER_CONFIG
 from sepo.rollout import EpisodeSpec
@@ -131,4 +132,4 @@ def canonical_adapter_config(path: str | Path) -> None:
     config = json.loads(path.read_text())
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
-        path.write_text(json.dumps(config, indent=2, sort_keys=True))
+        write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True))  # never half a config

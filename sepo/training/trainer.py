@@ -15,7 +15,12 @@ give, hence this subclass:
   ``torch.autograd.grad``, summed over the micro-batches of the step and
   logged as ``penalty_grad_norm``.  When every penalty advantage is exactly
   0 (always under ``constant`` and ``none``) no pass is run and the norm is
-  exactly 0.
+  exactly 0.  The second loss reuses the training loss's forward pass
+  (``_get_per_token_logps_and_entropies`` hands back the log-probs it just
+  computed, graph and all): it is the gradient of the penalty's part of the
+  very loss the optimizer steps on, LoRA dropout masks included, and a
+  step runs one policy forward instead of two (a third of a tiny-profile
+  step was this diagnostic's own forward and backward).
 - **Per-step batch diagnostics** that need every rollout's fields together:
   the share of zero-std groups of the total reward (TRL's
   ``frac_reward_zero_std`` measures the batch std under batch scaling), the
@@ -63,6 +68,11 @@ class SepoGRPOTrainer(GRPOTrainer):
         self.penalty_mode = penalty_mode
         self.penalty_weights = dict(penalty_weights)
         self._penalty_gradient: list[torch.Tensor] | None = None
+        #: while the training loss runs: its forward's outputs are kept for the penalty loss
+        self._keep_forward = False
+        self._kept_forward: tuple | None = None
+        #: while the penalty loss runs: the outputs handed back in place of a new forward
+        self._replayed_forward: tuple | None = None
 
     # -- rewards ----------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list) -> torch.Tensor:
@@ -94,22 +104,42 @@ class SepoGRPOTrainer(GRPOTrainer):
         return output
 
     # -- penalty-gradient norm --------------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, model, *args: Any, **kwargs: Any):
+        if self._replayed_forward is not None:
+            return self._replayed_forward
+        outputs = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+        if self._keep_forward:
+            self._kept_forward = outputs
+        return outputs
+
     def _compute_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        loss = super()._compute_loss(model, inputs)
-        if self.model.training and "penalty_advantages" in inputs:
-            self._accumulate_penalty_gradient(model, inputs)
+        wanted = self.model.training and "penalty_advantages" in inputs
+        self._keep_forward = wanted
+        try:
+            loss = super()._compute_loss(model, inputs)
+        finally:
+            self._keep_forward = False
+            forward, self._kept_forward = self._kept_forward, None
+        if wanted:
+            self._accumulate_penalty_gradient(model, inputs, forward)
             if (self._step + 1) % self.current_gradient_accumulation_steps == 0:
                 self._metrics["train"]["penalty_grad_norm"].append(self._pop_penalty_gradient_norm())
         return loss
 
-    def penalty_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """TRL's loss on ``inputs`` with the penalty-only advantages and no KL term, logging nothing."""
+    def penalty_loss(self, model, inputs: dict[str, Any], forward: tuple | None = None) -> torch.Tensor:
+        """TRL's loss on ``inputs`` with the penalty-only advantages and no KL term, logging nothing.
+
+        ``forward``: the training loss's own ``_get_per_token_logps_and_entropies``
+        outputs on ``inputs``, used in place of a new forward pass (module doc).
+        """
         saved_beta = self.beta
         saved_metrics = {key: len(values) for key, values in self._metrics["train"].items()}
         self.beta = 0.0
+        self._replayed_forward = forward
         try:
             return super()._compute_loss(model, {**inputs, "advantages": inputs["penalty_advantages"]})
         finally:
+            self._replayed_forward = None
             self.beta = saved_beta
             for key in list(self._metrics["train"]):
                 if key in saved_metrics:
@@ -117,13 +147,15 @@ class SepoGRPOTrainer(GRPOTrainer):
                 else:
                     del self._metrics["train"][key]
 
-    def _accumulate_penalty_gradient(self, model, inputs: dict[str, Any]) -> None:
+    def _accumulate_penalty_gradient(self, model, inputs: dict[str, Any], forward: tuple | None) -> None:
         parameters = [p for p in model.parameters() if p.requires_grad]
         if self._penalty_gradient is None:
             self._penalty_gradient = [torch.zeros_like(p) for p in parameters]
         if not torch.any(inputs["penalty_advantages"] != 0):
             return
-        grads = torch.autograd.grad(self.penalty_loss(model, inputs), parameters, allow_unused=True)
+        # the graph is the training loss's too: kept for the optimizer's backward that follows
+        grads = torch.autograd.grad(self.penalty_loss(model, inputs, forward), parameters,
+                                    retain_graph=forward is not None, allow_unused=True)
         for total, grad in zip(self._penalty_gradient, grads, strict=True):
             if grad is not None:
                 total += grad.detach()
