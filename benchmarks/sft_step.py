@@ -3,11 +3,12 @@
 The ``sft`` stage is the longest single stage of the tiny default; before
 adding steps the step has to get cheaper.  This trains the committed base
 (``data/models/base``) on the stage's own corpus and settings
-(``params.yaml``) for a few dozen steps per variant, each in a fresh process
-under the stages' kernel pinning, and prints the time per step side by side
-with its ratio to the stage's settings, the median over interleaved repeats.
-It also prints each variant's loss at the first steps, so a variant that
-changes what is trained (not only how fast) shows:
+(``params.yaml``: ``sft.cpu_processes`` ranks of ``sft.num_threads`` threads)
+for a few dozen steps per variant, each in a fresh launch under the stages'
+kernel pinning, and prints the time per step and per example side by side
+with their ratios to the stage's settings, the median over interleaved
+repeats.  It also prints each variant's loss at the first steps, so a
+variant that changes what is trained (not only how fast) shows:
 
 - ``padding_free``: TRL flattens a batch into one row without padding; the
   attention stays within each example through the position ids
@@ -16,20 +17,22 @@ changes what is trained (not only how fast) shows:
   within the stage's ``max_length`` anyway;
 - ``random order``: the stage's ``group_by_length`` sampler off, so batches
   mix lengths and pad more (what the sampler buys);
-- ``1 thread``: ``sft.num_threads`` 1 in place of the params' value;
+- ``1 process × 2 threads``: the stage as it ran before ``sft.cpu_processes``
+  (one process of the per-device batch; the second thread bought about 10%);
 - ``torch.compile`` (``--compile``): the Trainer's ``torch_compile`` (inductor,
   needs a C++ compiler; its compile time is excluded from the step time);
-- ``2 processes × 1 thread`` (``--processes 2``): the stage's batch per
-  process under ``accelerate launch`` on the CPU (gloo DDP, README "Running on
-  N GPUs"), so each step trains twice the stage's examples; compare its
-  ``ms/example`` with ``batch 4``'s, the same effective batch in one process;
-- ``batch N`` (``--batch-sizes N ...``): ``per_device_train_batch_size`` N.
-  A step of this model is overhead-bound, so a larger batch may cost less
-  per example; the ``ms/example`` column compares those (fewer steps then
-  cover the same epochs; whether copying still forms in them is a training
-  question this cannot answer).
+- ``N processes × 1 thread`` (``--processes N``): N gloo ranks under
+  ``accelerate launch`` on the CPU (``sepo.distributed``), each the per-device
+  batch, so a step trains N times the examples;
+- ``1 process × 2 threads, batch N`` (``--batch-sizes N ...``): one process
+  of ``per_device_train_batch_size`` N, the same examples a step as N/2
+  ranks.  A step of this model is overhead-bound, so a larger batch may
+  cost less per example; the ``ms/example`` column compares those (fewer
+  steps then cover the same epochs; whether copying still forms in them is
+  a training question this cannot answer).
 
 Run: python benchmarks/sft_step.py [--steps 60] [--repeats 2] [--compile] [--batch-sizes 4 8] [--processes 2]
+     [--only-stage]
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from sepo.config import load_params
+from sepo.distributed import cpu_launch_command, cpu_launch_environment, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +54,7 @@ VARIANTS: dict[str, dict] = {
     "the stage's settings": {},
     "padding_free": {"padding_free": True, "max_length": None},
     "random order (no group_by_length)": {"train_sampling_strategy": "random"},
-    "1 thread": {"threads": 1},
+    "1 process x 2 threads": {"processes": 1, "threads": 2},
 }
 COMPILE = {"torch.compile (inductor)": {"torch_compile": True}}
 
@@ -103,26 +108,18 @@ def child(variant: dict, steps: int, params_path: str, model_path: str, data_pat
             "longest": max(len(ids) for ids in trainer.train_dataset["input_ids"])}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(variant: dict, args: argparse.Namespace) -> dict:
-    """One fresh process for ``variant`` (or a CPU ``accelerate launch`` of several); its result."""
-    child_args = [__file__, "--child", json.dumps(variant), "--steps", str(args.steps),
+    """One fresh launch for ``variant`` (one process, or ``processes`` CPU ranks); its result."""
+    sft = load_params(ROOT / args.params).sft
+    processes = variant.get("processes", sft.cpu_processes)
+    threads = variant.get("threads", sft.num_threads)
+    child_args = ["--child", json.dumps({**variant, "threads": threads}), "--steps", str(args.steps),
                   "--params", args.params, "--model", args.model, "--data", args.data]
-    env = dict(os.environ)
-    processes = variant.get("processes", 1)
     if processes > 1:
-        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                    "--main_process_port", str(free_port())]
-        env.update(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS=str(variant.get("threads", 1)))
-        command = launcher + child_args
+        command = cpu_launch_command(Path(__file__).resolve(), child_args, processes, free_port())
+        env = cpu_launch_environment(threads)
     else:
-        command = [sys.executable, *child_args]
+        command, env = [sys.executable, __file__, *child_args], dict(os.environ)
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -137,7 +134,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="*", default=[],
                         help="also time the stage's batch in this many CPU processes of one thread (DDP)")
     parser.add_argument("--only-stage", action="store_true",
-                        help="skip the older candidates (padding-free, random order, 1 thread)")
+                        help="skip the older candidates (padding-free, random order, one process)")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
                         help="also time these per-device batch sizes (compare ms/example)")
     parser.add_argument("--params", default="params.yaml")
@@ -152,7 +149,9 @@ def main() -> None:
         return
     old = {"the stage's settings": {}} if args.only_stage else VARIANTS
     variants = {**old, **(COMPILE if args.compile else {}),
-                **{f"batch {n}": {"per_device_train_batch_size": n} for n in args.batch_sizes},
+                **{f"1 process x 2 threads, batch {n}": {"processes": 1, "threads": 2,
+                                                          "per_device_train_batch_size": n}
+                   for n in args.batch_sizes},
                 **{f"{n} processes x 1 thread": {"processes": n, "threads": 1} for n in args.processes}}
     results: dict[str, list[dict]] = {label: [] for label in variants}
     for _ in range(args.repeats):  # interleaved: a slow spell of the machine touches every variant
