@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from source_trees import run_worker, two_trees_parser
 
 
 def worker(model: str, per_domain: int, threads: int, sampled: bool) -> None:
@@ -60,26 +59,17 @@ def worker(model: str, per_domain: int, threads: int, sampled: bool) -> None:
 
 def run_tree(tree: Path, args: argparse.Namespace) -> dict:
     """The worker in a fresh process, importing ``sepo`` from ``tree``."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(Path(args.model).resolve()),
-               "--episodes-per-domain", str(args.episodes_per_domain), "--threads", str(args.threads)]
-    if args.sampled:
-        command.append("--sampled")
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{tree}: the worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    worker_args = ["--model", str(Path(args.model).resolve()), "--episodes-per-domain", str(args.episodes_per_domain),
+                   "--threads", str(args.threads)] + (["--sampled"] if args.sampled else [])
+    return run_worker(__file__, tree, worker_args)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="*", type=Path, help="two source trees: before, after")
+    parser = two_trees_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", default="data/models/sft")
     parser.add_argument("--episodes-per-domain", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sampled", action="store_true", help="the params' sampling instead of greedy")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.model, args.episodes_per_domain, args.threads, args.sampled)

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from source_trees import run_worker, two_trees_parser
 
 
 def worker(model: str, game: str, steps: int) -> None:
@@ -58,23 +57,15 @@ def worker(model: str, game: str, steps: int) -> None:
 
 def run_tree(tree: Path, args: argparse.Namespace) -> dict:
     """The worker in a fresh process, importing ``sepo`` from ``tree``."""
-    env = dict(os.environ, PYTHONPATH=str(tree), TRL_EXPERIMENTAL_SILENCE="1")
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(Path(args.model).resolve()),
-               "--game", args.game, "--steps", str(args.steps)]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{tree}: the worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, tree, ["--model", str(Path(args.model).resolve()), "--game", args.game,
+                                       "--steps", str(args.steps)], TRL_EXPERIMENTAL_SILENCE="1")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="*", type=Path, help="two source trees: before, after")
+    parser = two_trees_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", default="data/models/sft")
     parser.add_argument("--game", default="ipd")
     parser.add_argument("--steps", type=int, default=8, help="steps per run (the first untimed)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.model, args.game, args.steps)
