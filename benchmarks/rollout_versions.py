@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import time
 from pathlib import Path
 
-from source_trees import run_worker, two_trees_parser
+from source_trees import alternate_trees, run_worker, two_trees_parser
 
 
 def worker(model: str, per_domain: int, threads: int, sampled: bool) -> None:
@@ -76,19 +75,12 @@ def main() -> None:
         return
     if len(args.trees) != 2:
         parser.error("give two source trees: before and after")
-    rates: dict[int, list[float]] = {0: [], 1: []}
-    for repeat in range(args.repeats):
-        for index, tree in enumerate(args.trees):
-            result = run_tree(tree.resolve(), args)
-            rate = result["decisions"] / result["seconds"]
-            rates[index].append(rate)
-            print(f"repeat {repeat + 1} {tree}: {rate:7.2f} decisions/s ({result['decisions']} decisions, "
-                  f"{result['seconds']:.1f} s, replies {result['replies_sha256']})", flush=True)
-    before, after = (statistics.median(rates[i]) for i in (0, 1))
-    ratios = [a / b for a, b in zip(rates[1], rates[0], strict=True)]
-    print(f"median: before {before:.2f}, after {after:.2f} decisions/s; after / before {after / before:.3f} "
-          f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})")
-
+    summary = alternate_trees(
+        args.trees, args.repeats, lambda tree: run_tree(tree, args),
+        measure=lambda r: r["decisions"] / r["seconds"],
+        describe=lambda r: (f"{r['decisions'] / r['seconds']:7.2f} decisions/s ({r['decisions']} decisions, "
+                            f"{r['seconds']:.1f} s, replies {r['replies_sha256']})"))
+    print(f"decisions/s, {summary}")
 
 if __name__ == "__main__":
     main()

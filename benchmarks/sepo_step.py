@@ -24,7 +24,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from source_trees import run_worker, two_trees_parser
+from source_trees import alternate_trees, run_worker, two_trees_parser
 
 
 def worker(model: str, game: str, steps: int) -> None:
@@ -74,19 +74,11 @@ def main() -> None:
         parser.error("give two source trees: before and after")
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the first step is untimed)")
-    seconds: dict[int, list[float]] = {0: [], 1: []}
-    for repeat in range(args.repeats):
-        for index, tree in enumerate(args.trees):
-            result = run_tree(tree.resolve(), args)
-            seconds[index].append(result["step_seconds"])
-            print(f"repeat {repeat + 1} {tree}: {result['step_seconds']:.3f} s/step (rollout "
-                  f"{result['rollout_seconds']:.3f} s), {result['threads']} thread(s), "
-                  f"adapter {result['adapter_sha256']}", flush=True)
-    before, after = (statistics.median(seconds[i]) for i in (0, 1))
-    ratios = [a / b for a, b in zip(seconds[1], seconds[0], strict=True)]
-    print(f"{args.game}, {args.steps - 1} timed steps, median: before {before:.3f}, after {after:.3f} s/step; "
-          f"after / before {after / before:.3f} (per repeat {', '.join(f'{r:.3f}' for r in ratios)})")
-
+    summary = alternate_trees(
+        args.trees, args.repeats, lambda tree: run_tree(tree, args), measure=lambda r: r["step_seconds"],
+        describe=lambda r: (f"{r['step_seconds']:.3f} s/step (rollout {r['rollout_seconds']:.3f} s), "
+                            f"{r['threads']} thread(s), adapter {r['adapter_sha256']}"))
+    print(f"{args.game}, {args.steps - 1} timed steps, s/step {summary}")
 
 if __name__ == "__main__":
     main()

@@ -108,9 +108,8 @@ def child(variant: dict, steps: int, params_path: str, model_path: str, data_pat
             "longest": max(len(ids) for ids in trainer.train_dataset["input_ids"])}
 
 
-def run(variant: dict, args: argparse.Namespace) -> dict:
-    """One fresh launch for ``variant`` (one process, or ``processes`` CPU ranks); its result."""
-    sft = load_params(ROOT / args.params).sft
+def run(variant: dict, args: argparse.Namespace, sft) -> dict:
+    """One fresh launch for ``variant`` (one process, or ``processes`` CPU ranks) on the ``sft`` params; its result."""
     processes = variant.get("processes", sft.cpu_processes)
     threads = variant.get("threads", sft.num_threads)
     child_args = ["--child", json.dumps({**variant, "threads": threads}), "--steps", str(args.steps),
@@ -153,10 +152,11 @@ def main() -> None:
                                                           "per_device_train_batch_size": n}
                    for n in args.batch_sizes},
                 **{f"{n} processes x 1 thread": {"processes": n, "threads": 1} for n in args.processes}}
+    sft = load_params(ROOT / args.params).sft
     results: dict[str, list[dict]] = {label: [] for label in variants}
     for _ in range(args.repeats):  # interleaved: a slow spell of the machine touches every variant
         for label, variant in variants.items():
-            results[label].append(run(variant, args))
+            results[label].append(run(variant, args, sft))
     base = statistics.median(r["seconds_per_step"] for r in results["the stage's settings"])
     base_per_example = base / results["the stage's settings"][0]["batch_size"]
     print(f"SFT steps of {args.model} on the stage's corpus ({args.params}), {args.steps} steps per run, "

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -35,3 +36,23 @@ def two_trees_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def alternate_trees(trees: Sequence[Path], repeats: int, run_tree: Callable[[Path], dict],
+                    measure: Callable[[dict], float], describe: Callable[[dict], str]) -> str:
+    """Run both trees once per repeat, alternating, printing each run; the summary line of ``measure``.
+
+    ``run_tree(tree)`` is one worker's result, ``measure`` its number,
+    ``describe`` its line; the summary has both trees' medians and the
+    after / before ratio, overall and per repeat.
+    """
+    values: dict[int, list[float]] = {0: [], 1: []}
+    for repeat in range(repeats):
+        for index, tree in enumerate(trees):
+            result = run_tree(tree.resolve())
+            values[index].append(measure(result))
+            print(f"repeat {repeat + 1} {tree}: {describe(result)}", flush=True)
+    before, after = (statistics.median(values[i]) for i in (0, 1))
+    ratios = [a / b for a, b in zip(values[1], values[0], strict=True)]
+    return (f"median: before {before:.3f}, after {after:.3f}; after / before {after / before:.3f} "
+            f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})")

@@ -13,32 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sepo.distributed import cpu_launch_command, cpu_launch_environment, free_port
 from tests.test_training_chat_tokens import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES = 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(stage: str, out: Path) -> list[dict]:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-               "--num_processes", str(PROCESSES), "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               str(ROOT / "tests" / "multiprocess_worker.py"), stage, str(tiny_model_dir()), str(out)]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
-           "PYTHONPATH": str(ROOT)}
+    command = cpu_launch_command(ROOT / "tests" / "multiprocess_worker.py", [stage, str(tiny_model_dir()), str(out)],
+                                 PROCESSES, free_port())
+    env = {**cpu_launch_environment(threads=1), "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads((out / f"{stage}-rank{rank}.json").read_text()) for rank in range(PROCESSES)]

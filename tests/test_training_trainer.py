@@ -66,11 +66,15 @@ def scored_batch(mode: str, scale: str, folder: Path):
     return trainer, trainer._generate_and_score_completions(inputs)
 
 
+def adapter_parameters(trainer) -> list[torch.Tensor]:
+    return [p for p in trainer.model.parameters() if p.requires_grad]
+
+
 def loss_gradient(trainer, batch) -> list[torch.Tensor]:
     """The gradient of the training loss w.r.t. the adapter (what the optimizer would step on)."""
     torch.manual_seed(0)  # the same LoRA dropout masks for every mode
     loss = trainer.compute_loss(trainer.model, batch)
-    return list(torch.autograd.grad(loss, [p for p in trainer.model.parameters() if p.requires_grad]))
+    return list(torch.autograd.grad(loss, adapter_parameters(trainer)))
 
 
 @pytest.mark.parametrize("scale", ["batch", "group"])
@@ -116,10 +120,6 @@ def test_step_diagnostics_from_the_batch(tmp_path):
     trainer.compute_loss(trainer.model, batch)
     # a fresh adapter (B = 0) is the SFT policy itself: the KL to the reference starts at 0
     assert trainer._metrics["train"]["kl"][-1] == pytest.approx(0.0, abs=1e-6)
-
-
-def adapter_parameters(trainer) -> list[torch.Tensor]:
-    return [p for p in trainer.model.parameters() if p.requires_grad]
 
 
 def test_the_penalty_gradient_reuses_the_training_forward_and_equals_a_fresh_one(tmp_path):
