@@ -141,6 +141,10 @@ def main() -> None:
     parser.add_argument("--data", default="data/sft")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < WARMUP_STEPS + 2:  # a step's time is the gap between two stamps after the warm-up
+        print(f"sft_step: --steps must be at least {WARMUP_STEPS + 2} ({WARMUP_STEPS} warm-up steps, then two "
+              f"timed ones), got {args.steps}", file=sys.stderr)
+        sys.exit(2)
     if args.child is not None:
         result = child(json.loads(args.child), args.steps, args.params, args.model, args.data)
         if int(os.environ.get("RANK", "0")) == 0:  # one line per launch, from rank 0

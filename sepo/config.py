@@ -303,6 +303,9 @@ class GenerationParams(_Strict):
     max_new_tokens: int = Field(gt=0, description="token cap of one reply")
     greedy: bool = Field(description="take the most likely token instead of sampling")
     batch_size: int = Field(gt=0, description="most decisions generated in one batched call")
+    max_active_episodes: int = Field(gt=0, description="most episodes of an evaluation in play at once (waves "
+                                     "of consecutive episodes): a model keeps the keys/values of every "
+                                     "running episode, so this bounds the memory")
     seed: int = Field(ge=0, lt=2**SEED_BITS, description="seed of the policy's sampling generator")
     fast_decode: Literal["auto", "on", "off"] = Field(
         description="the resident-slot decode loop of sepo.policies.fast_decode for evaluation: auto = on a "
@@ -413,6 +416,16 @@ class AblationRun(_Strict):
         default=None, description="this arm's sepo.group_weighting (its name then ends in -opponent_weighted "
         "or -pool_weighted); null: the sepo section's")
 
+    @property
+    def name(self) -> str:
+        """The arm's name in the ablation's files: ``mode-scaling``, then ``-snake_case`` of each strategy it adds
+        (``per_rollout-batch-best_response``), then ``-<mixture>`` when it sets its own best-response mixture and
+        ``-<weighting>_weighted`` when it sets its own group weighting."""
+        added = "".join("-" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in self.add_exploit)
+        mixture = f"-{self.best_response_mixture}" if self.best_response_mixture else ""
+        weighting = f"-{self.group_weighting}_weighted" if self.group_weighting else ""
+        return f"{self.mode}-{self.scale_rewards}{added}{mixture}{weighting}"
+
 
 class AblationParams(_Strict):
     """The ``ablation`` stage: short SEPO runs per penalty mode from the same SFT policy and seed."""
@@ -428,6 +441,22 @@ class AblationParams(_Strict):
         "episodes' spread")
     workers: int = Field(gt=0, description="arms trained at once, each in its own process (1: in the "
                          "stage's process, as on one GPU)")
+    replicate_arms: Annotated[list[str], Unique] = Field(
+        default_factory=list, description="arms (names, e.g. per_rollout-batch) that a replicate seed "
+        "(stage ablation_replicate, sepo.seed k) trains again on every ablation domain, with no SFT row: the "
+        "paired comparisons it must repeat, each arm against none-batch")
+
+    @model_validator(mode="after")
+    def _replicate_arms_exist(self) -> AblationParams:
+        names = [run.name for run in self.runs]
+        for i, arm in enumerate(self.replicate_arms):
+            if arm not in names:
+                raise ValueError(f"replicate_arms.{i}: {unknown_name('arm', arm, names)}")
+        return self
+
+    def replicate_runs(self) -> list[AblationRun]:
+        """The arms of ``replicate_arms``, in ``runs`` order."""
+        return [run for run in self.runs if run.name in self.replicate_arms]
 
     def eval_episodes_for(self, game: str) -> int:
         """Evaluation episodes per opponent of every arm in ``game``: ``game_eval_episodes``, else
@@ -661,6 +690,14 @@ def _require_fixed(key: str, game: str, name: str) -> None:
 
 def _one_line(error: ValidationError) -> str:
     return first_error_line(error, Params)
+
+
+def with_sepo_seed(params: Params, seed: int) -> Params:
+    """``params`` with ``sepo.seed`` replaced (a replicate run: ``sepo_replicate``, ``ablation_replicate``),
+    validated like the file, so a seed out of range is one line."""
+    raw = params.model_dump(by_alias=True)
+    raw["sepo"]["seed"] = seed
+    return parse_params(raw)
 
 
 def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:

@@ -140,7 +140,8 @@ def probed_unreached(params: Params, game: Game, audit: StrategyAudit, policy: A
     if not wanted:
         return reused
     specs = [EpisodeSpec(game, opponent, "probe", seed) for _, opponent, seed in wanted]
-    probe_played = scored(policy, audit, play_episodes(specs, policy, batch_size=params.generation.batch_size))
+    probe_played = scored(policy, audit, play_episodes(specs, policy, batch_size=params.generation.batch_size,
+                                                       max_active=params.generation.max_active_episodes))
     probes: dict[str, list[EpisodeRecord]] = {}
     for (label, _, _), episode in zip(wanted, probe_played, strict=True):
         probes.setdefault(label, []).append(episode.record)
@@ -216,7 +217,7 @@ def play_binding_adaptive(params: Params, specs: Mapping[str, Sequence[EpisodeSp
         return {flat: bound[g].specs[i] for flat, (g, i) in enumerate(slots) if i in bound[g].specs}
 
     flat_played = play_adaptive_last([specs[g][i] for g, i in slots], policy, bind, batch_size=batch_size,
-                                     on_step=on_step)
+                                     on_step=on_step, max_active=params.generation.max_active_episodes)
     return {g: [e for (h, _), e in zip(slots, flat_played, strict=True) if h == g] for g in specs}, bound
 
 

@@ -80,14 +80,24 @@ class PlayedEpisode:
 
 
 def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size: int | None = None,
-                  on_step: Callable[[int], None] | None = None) -> list[PlayedEpisode]:
+                  on_step: Callable[[int], None] | None = None,
+                  max_active: int | None = None) -> list[PlayedEpisode]:
     """Play all ``specs`` in lockstep; results come back in the order of ``specs``.
 
     At each step the pending decisions of all active episodes go to the
     policy in chunks of at most ``batch_size`` (all at once when None), so
     wall time grows with the number of rounds, not of episodes.
     ``on_step(n)`` is told how many decisions were just made (progress bars).
+
+    ``max_active``: at most this many episodes in play at once, in waves of
+    consecutive specs.  A model policy keeps every running episode's
+    keys/values, so memory grows with the episodes in play (an IPD
+    evaluation of 2,880 episodes peaked at 5.3 GB); a wave of several
+    ``batch_size`` chunks keeps the batches as full as before.
     """
+    if max_active is not None and len(specs) > max_active:
+        return [played for start in range(0, len(specs), max_active)
+                for played in play_episodes(specs[start:start + max_active], policy, batch_size, on_step)]
     episodes = [Episode(s.game, s.opponent, s.seed, s.pool) for s in specs]
     chats: list[list[Message]] = [[{"role": "system", "content": s.game.rules_text()}] for s in specs]
     replies: list[list[AgentReply]] = [[] for _ in specs]
@@ -121,8 +131,8 @@ def play_episodes(specs: Sequence[EpisodeSpec], policy: AgentPolicy, batch_size:
 
 def play_adaptive_last(specs: Sequence[EpisodeSpec], policy: AgentPolicy,
                        bind: Callable[[dict[int, PlayedEpisode]], Mapping[int, EpisodeSpec]], *,
-                       batch_size: int | None = None,
-                       on_step: Callable[[int], None] | None = None) -> list[PlayedEpisode]:
+                       batch_size: int | None = None, on_step: Callable[[int], None] | None = None,
+                       max_active: int | None = None) -> list[PlayedEpisode]:
     """Every spec's episode, in ``specs`` order, those against adaptive opponents played last.
 
     An opponent that adapts to the agent (``adapts_to_agent``, e.g. Kuhn's
@@ -136,11 +146,11 @@ def play_adaptive_last(specs: Sequence[EpisodeSpec], policy: AgentPolicy,
     """
     first = [i for i, s in enumerate(specs) if not adapts_to_agent(s.opponent)]
     played = dict(zip(first, play_episodes([specs[i] for i in first], policy, batch_size=batch_size,
-                                           on_step=on_step), strict=True))
+                                           on_step=on_step, max_active=max_active), strict=True))
     bound = bind(played)
     second = [i for i in range(len(specs)) if i not in played]
     played.update(zip(second, play_episodes([bound[i] for i in second], policy, batch_size=batch_size,
-                                            on_step=on_step), strict=True))
+                                            on_step=on_step, max_active=max_active), strict=True))
     return [played[i] for i in range(len(specs))]
 
 

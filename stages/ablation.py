@@ -1,7 +1,8 @@
-"""DVC stage `ablation`: short SEPO runs per penalty mode from the same SFT policy and seed.
+"""DVC stages `ablation` and `ablation_replicate@seed<k>`: short SEPO runs per penalty mode from one SFT policy.
 
     python stages/ablation.py --model data/models/sft --metrics metrics/ablation.json \
         --plots plots/ablation
+    python stages/ablation.py --seed 1 --metrics metrics/ablation-seed1.json --plots plots/ablation-seed1
 
 For each domain in ``ablation.games`` and each arm in ``ablation.runs``
 (penalty mode × advantage scaling, some with strategies added to the exploit
@@ -13,6 +14,10 @@ intervals, and each arm's paired difference to none-batch) to
 ``--metrics`` (keyed by domain, and the stage's ``wall_time_s``), each arm's
 step log to ``--plots/<game>/<arm>/`` (DVCLive) and the measured reward
 components over steps to ``--plots/components.png``.
+
+With ``--seed k`` it is a replicate (issue 16: the ablation's verdict must
+hold for 2 of 3 seeds): ``sepo.seed`` k, only ``ablation.replicate_arms``
+(the arms whose paired difference to none-batch is the verdict), no SFT row.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from sepo.config import load_params
+from sepo.config import load_params, with_sepo_seed
 from sepo.errors import ConfigError
 from sepo.io import partial_folder, replace_folder, write_json_atomic
 from sepo.stage import Stage
@@ -37,9 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics", default="metrics/ablation.json",
                         help="the table (default: metrics/ablation.json)")
     parser.add_argument("--plots", default="plots/ablation", help="plots folder (default: plots/ablation)")
+    parser.add_argument("--seed", type=int, help="a replicate: this sepo.seed, only ablation.replicate_arms, no "
+                        "SFT row (default: the full ablation at params' sepo.seed)")
     args = stage.parse(argv)
     try:
         params = load_params(args.params)
+        if args.seed is not None:
+            params = with_sepo_seed(params, args.seed)
+            if not params.ablation.replicate_arms:
+                raise ConfigError("ablation.replicate_arms is empty: a replicate (--seed) would train no arm")
         from sepo.models.loading import resolve_model_source
 
         resolve_model_source(args.model, params.model.trust_remote_code)
@@ -62,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ablation {game} {arm}: exploit {result.evaluation['metrics']['exploit']['value']:.3f}{nash_conv}, "
               f"last penalty-gradient norm {norm:.3g}", flush=True)
 
-    table = run_ablation(params, args.model, on_arm=write_arm)
+    table = run_ablation(params, args.model, on_arm=write_arm, replicate=args.seed is not None)
     plot_components(histories, plots / "components.png")
     replace_folder(plots, args.plots)
     write_json_atomic(args.metrics, {**table, "wall_time_s": stage.wall_time_s()})  # beside the domains

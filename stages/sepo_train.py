@@ -24,19 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sepo.config import Params, load_params, parse_params
+from sepo.config import Params, load_params, with_sepo_seed
 from sepo.distributed import is_main_process
 from sepo.errors import ConfigError, unknown_name
 from sepo.io import write_json_atomic
 from sepo.stage import Stage
 from sepo.step_log import write_step_log
-
-
-def with_sepo_seed(params: Params, seed: int) -> Params:
-    """``params`` with ``sepo.seed`` replaced, validated like the file (a seed out of range is one line)."""
-    raw = params.model_dump(by_alias=True)
-    raw["sepo"]["seed"] = seed
-    return parse_params(raw)
 
 
 def write_adapter_card(params: Params, args: argparse.Namespace, summary: dict[str, Any]) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sepo.config import with_sepo_seed
 from sepo.errors import ConfigError
-from stages.sepo_train import with_sepo_seed
 from tests.model_fixtures import PARAMS
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -60,13 +59,8 @@ AUDIT_REFERENCE = "audit_reference"
 
 
 def arm_name(run: AblationRun) -> str:
-    """``mode-scaling``, then ``-snake_case`` of each strategy the arm adds (``per_rollout-batch-best_response``),
-    then ``-<mixture>`` when the arm sets its own best-response mixture and ``-<weighting>_weighted`` when it
-    sets its own group weighting."""
-    added = "".join("-" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in run.add_exploit)
-    mixture = f"-{run.best_response_mixture}" if run.best_response_mixture else ""
-    weighting = f"-{run.group_weighting}_weighted" if run.group_weighting else ""
-    return f"{run.mode}-{run.scale_rewards}{added}{mixture}{weighting}"
+    """The arm's name in the ablation's files (``AblationRun.name``: the rule lives with the params)."""
+    return run.name
 
 
 def arm_applies(params: Params, game: str, run: AblationRun | None) -> bool:
@@ -91,6 +85,7 @@ def arm_params(params: Params, game: str, run: AblationRun) -> Params:
     if run.group_weighting:
         raw["sepo"]["group_weighting"] = run.group_weighting
     raw["ablation"]["runs"] = [{"mode": run.mode, "scale_rewards": run.scale_rewards}]  # this arm, as trained
+    raw["ablation"]["replicate_arms"] = []  # names of arms this copy no longer lists
     return parse_params(raw, f"ablation arm {arm_name(run)}")
 
 
@@ -208,15 +203,21 @@ def ablation_table(params: Params, game: str, arms: dict[str, ArmResult]) -> dic
 
 
 def run_ablation(params: Params, model_path: str | Path,
-                 on_arm: Callable[[str, str, ArmResult], None] | None = None) -> dict[str, Any]:
+                 on_arm: Callable[[str, str, ArmResult], None] | None = None, *,
+                 replicate: bool = False) -> dict[str, Any]:
     """Every arm of every ablation domain, ``ablation.workers`` at a time.
 
     ``on_arm(game, arm, result)`` is called as each finishes (to write its
     log).  Arms are independent and seeded, so running them in parallel
-    processes changes nothing but the wall time.
+    processes changes nothing but the wall time.  ``replicate``: only
+    ``ablation.replicate_arms`` and no SFT row (it does not depend on
+    ``sepo.seed``: a replicate would evaluate the same policy on the same
+    episodes again); the table then holds those arms and their paired
+    differences.
     """
-    jobs = [(game, run) for game in params.ablation.games for run in (None, *params.ablation.runs)
-            if arm_applies(params, game, run)]
+    runs = params.ablation.replicate_runs() if replicate else params.ablation.runs
+    candidates: list[AblationRun | None] = [*([] if replicate else [None]), *runs]  # None: the SFT row
+    jobs = [(game, run) for game in params.ablation.games for run in candidates if arm_applies(params, game, run)]
     results: dict[str, dict[str, ArmResult]] = {game: {} for game in params.ablation.games}
     with tempfile.TemporaryDirectory(prefix="sepo-ablation-") as folder, \
             progress(total=len(jobs), desc="ablation", unit="arm") as advance, _executor(params) as pool:
@@ -231,7 +232,8 @@ def run_ablation(params: Params, model_path: str | Path,
             results[game][name] = future.result()
             if on_arm is not None and run is not None:
                 on_arm(game, name, results[game][name])
-    names = {game: [SFT_ARM, *(arm_name(run) for run in params.ablation.runs if arm_applies(params, game, run))]
+    first = [] if replicate else [SFT_ARM]
+    names = {game: [*first, *(arm_name(run) for run in runs if arm_applies(params, game, run))]
              for game in params.ablation.games}  # the table's order
     return {game: ablation_table(params, game, {name: arms[name] for name in names[game]})
             for game, arms in results.items()}
