@@ -111,10 +111,13 @@ def paper_claims(evaluations: Mapping[str, Mapping[str, Any]], comparisons: Mapp
             positive_negotiation(evaluations), constant_equals_payoff_only(ablation)]
 
 
-def acceptance_checks(comparisons: Mapping[str, Any], ablation: Mapping[str, Any] | None = None) -> list[Claim]:
-    """The default run's own bar (issue 16): SEPO − SFT, paired, per domain and across seeds; SEPO − payoff-only."""
+def acceptance_checks(comparisons: Mapping[str, Any], ablation: Mapping[str, Any] | None = None,
+                      ablation_replicates: Mapping[int, Mapping[str, Any]] | None = None) -> list[Claim]:
+    """The default run's own bar (issue 16): SEPO − SFT, paired, per domain and across seeds; SEPO − payoff-only,
+    in the ablation's seed and across its replicate seeds."""
     return [safety_over_sft(comparisons), no_penalty_worse(comparisons), robust_across_seeds(comparisons),
-            penalty_beats_payoff_only(ablation or {})]
+            penalty_beats_payoff_only(ablation or {}),
+            penalty_beats_payoff_only_across_seeds(ablation or {}, ablation_replicates or {})]
 
 
 #: issue 16's ablation bar: significantly above payoff-only here; elsewhere (Kuhn, whose LooseAggressive is
@@ -166,16 +169,45 @@ def robust_across_seeds(comparisons: Mapping[str, Any], needed: int = 2) -> Clai
     return Claim("The effect holds across SEPO seeds", "; ".join(parts), HOLDS if ok else FAILS, rule)
 
 
+def _penalty_safety(ablation: Mapping[str, Any]) -> dict[str, Mapping[str, float]]:
+    """Per ablation domain, the paired per_rollout-batch − none-batch safety difference (where the file has it)."""
+    key = difference_key(SEPO_ARM, PAYOFF_ONLY_ARM)
+    return {g: arms["paired_differences"][key]["safety"] for g, arms in ablation.items()
+            if key in arms.get("paired_differences", {})}
+
+
+def _penalty_verdict(safety: Mapping[str, Mapping[str, float]], significant_in: tuple[str, ...]) -> str:
+    """The ablation rule on one seed's differences: above 0 where it must be significant, below 0 nowhere."""
+    if not safety or any(g not in safety for g in significant_in):
+        return UNMEASURED
+    ok = all(interval_side(safety[g]) > 0 for g in significant_in) and all(
+        interval_side(d) >= 0 for d in safety.values())
+    return HOLDS if ok else FAILS
+
+
 def penalty_beats_payoff_only(ablation: Mapping[str, Any],
                               significant_in: tuple[str, ...] = PENALTY_SIGNIFICANT_IN) -> Claim:
     rule = (f"the ablation's paired {SEPO_ARM} − {PAYOFF_ONLY_ARM} safety interval lies above 0 in "
             f"{', '.join(significant_in)}, and below 0 in no ablation domain")
     title = "The per-rollout penalty beats payoff-only GRPO (this project's acceptance)"
-    key = difference_key(SEPO_ARM, PAYOFF_ONLY_ARM)
-    safety = {g: arms["paired_differences"][key]["safety"] for g, arms in ablation.items()
-              if key in arms.get("paired_differences", {})}
-    if not safety or any(g not in safety for g in significant_in):
+    safety = _penalty_safety(ablation)
+    verdict = _penalty_verdict(safety, significant_in)
+    evidence = "" if verdict == UNMEASURED else "; ".join(f"{g} {_ci(d)}" for g, d in safety.items())
+    return Claim(title, evidence, verdict, rule)
+
+
+def penalty_beats_payoff_only_across_seeds(ablation: Mapping[str, Any], replicates: Mapping[int, Mapping[str, Any]],
+                                           needed: int = 2,
+                                           significant_in: tuple[str, ...] = PENALTY_SIGNIFICANT_IN) -> Claim:
+    rule = (f"the ablation's rule (above) holds for at least {needed} of its seeds: the ablation's own and each "
+            "replicate's (stage ablation_replicate)")
+    title = "The per-rollout penalty beats payoff-only across seeds"
+    if not replicates:
         return Claim(title, "", UNMEASURED, rule)
-    ok = all(interval_side(safety[g]) > 0 for g in significant_in) and all(
-        interval_side(d) >= 0 for d in safety.values())
-    return Claim(title, "; ".join(f"{g} {_ci(d)}" for g, d in safety.items()), HOLDS if ok else FAILS, rule)
+    seeds = {"ablation": ablation, **{f"seed {k}": table for k, table in replicates.items()}}
+    verdicts = {name: _penalty_verdict(_penalty_safety(table), significant_in) for name, table in seeds.items()}
+    good = sum(v == HOLDS for v in verdicts.values())
+    parts = [f"{name} {verdict}: " + ", ".join(f"{g} {_ci(d)}" for g, d in _penalty_safety(seeds[name]).items())
+             for name, verdict in verdicts.items()]
+    verdict = UNMEASURED if any(v == UNMEASURED for v in verdicts.values()) else HOLDS if good >= needed else FAILS
+    return Claim(title, f"{good} of {len(verdicts)} seeds; " + "; ".join(parts), verdict, rule)

@@ -1,8 +1,10 @@
-"""Replicate rows: ``<row>-seed<k>``, a run of ``<row>`` with another ``sepo.seed`` (stage ``sepo_replicate``).
+"""Replicates: ``<name>-seed<k>``, a run of ``<name>`` with another ``sepo.seed``.
 
-One naming rule, read by the comparison, the headline and the report, so the
-three never disagree on which rows are a row's replicates or in which order
-(by seed, numerically).
+A replicate SEPO row is ``sepo-seed<k>`` (stage ``sepo_replicate``); a
+replicate ablation table is ``ablation-seed<k>.json`` beside
+``ablation.json`` (stage ``ablation_replicate``).  One naming rule, read by
+the comparison, the headline and the report, so they never disagree on
+which rows or files are replicates or in which order (by seed, numerically).
 """
 
 from __future__ import annotations
@@ -24,3 +26,10 @@ def replicate_rows(eval_dir: str | Path, row: str, game: str) -> list[str]:
     found = [p.parent.name for p in Path(eval_dir).glob(f"{row}{SUFFIX}*/{game}.json")]
     return sorted((name for name in found if replicate_seed(name, row) is not None),
                   key=lambda name: replicate_seed(name, row))
+
+
+def replicate_files(path: str | Path) -> dict[int, Path]:
+    """The replicates of the file ``path`` (``<dir>/<stem>-seed<k><suffix>``), by seed."""
+    path = Path(path)
+    found = {replicate_seed(p.stem, path.stem): p for p in path.parent.glob(f"{path.stem}{SUFFIX}*{path.suffix}")}
+    return {seed: found[seed] for seed in sorted(s for s in found if s is not None)}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sepo.games import GAME_NAMES
-from sepo.replicates import replicate_seed
+from sepo.replicates import replicate_files, replicate_seed
 from sepo.step_log import read_step_log
 
 #: the model rows in the paper's order; references follow in params order
@@ -47,6 +47,13 @@ TINY_WARNING = ("These are **tiny-profile** numbers: a 1.1M-parameter model buil
                 "results; the claims table below says which of the paper's claims they support.")
 
 
+def _ablation_table(path: str | Path) -> dict[str, Any]:
+    """An ablation metrics file without the stage's own time (kept beside its domains)."""
+    table = json.loads(Path(path).read_text())
+    table.pop("wall_time_s", None)
+    return table
+
+
 @dataclass
 class ReportInputs:
     """Everything the report reads, loaded once."""
@@ -57,6 +64,8 @@ class ReportInputs:
     ablation: dict[str, Any] = field(default_factory=dict)
     profile: str = "tiny"
     comparisons: dict[str, Any] = field(default_factory=dict)  # metrics/comparisons.json (stage compare)
+    #: sepo.seed -> the ablation table of a replicate (``ablation-seed<k>.json``: its verdict arms only)
+    ablation_replicates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, eval_dir: str | Path, sepo_metrics: str | Path | None = None, sepo_plots: str | Path | None = None,
@@ -71,13 +80,14 @@ class ReportInputs:
             if sepo_metrics else {}
         curves = {p.name: read_step_log(p) for p in sorted(Path(sepo_plots).glob("*")) if p.is_dir()} \
             if sepo_plots else {}
-        ablation_data = json.loads(Path(ablation).read_text()) if ablation and Path(ablation).exists() else {}
-        ablation_data.pop("wall_time_s", None)  # the ablation stage's own time, beside its domains
+        ablation_data = _ablation_table(ablation) if ablation and Path(ablation).exists() else {}
+        replicates = {seed: _ablation_table(path) for seed, path in replicate_files(ablation).items()} \
+            if ablation else {}
         profiles = {r["profile"] for rows in evaluations.values() for r in rows.values()}
         if len(profiles) != 1:
             raise ValueError(f"evaluation results mix profiles {sorted(profiles)}; rerun the evaluate stages")
         compared = json.loads(Path(comparisons).read_text()) if comparisons and Path(comparisons).exists() else {}
-        return cls(evaluations, training, curves, ablation_data, profiles.pop(), compared)
+        return cls(evaluations, training, curves, ablation_data, profiles.pop(), compared, replicates)
 
     def games(self) -> list[str]:
         return [g for g in GAME_NAMES if g in self.evaluations]
@@ -189,6 +199,26 @@ def ablation_table(inputs: ReportInputs) -> Table | None:
     return header, body
 
 
+def ablation_seeds_differences(inputs: ReportInputs) -> dict[str, Mapping[str, Mapping[str, float]]]:
+    """``<domain> / <arm> / seed <k>`` -> the paired differences of every arm the replicates repeat, the ablation's
+    own seed first; empty without replicates."""
+    if not inputs.ablation_replicates:
+        return {}
+    # the ablation trains at the main runs' sepo.seed, the one their summaries record
+    main = next((inputs.training[g]["seed"] for g in inputs.ablation if "seed" in inputs.training.get(g, {})), None)
+    seeds = {"ablation" if main is None else f"seed {main}": inputs.ablation,
+             **{f"seed {k}": table for k, table in inputs.ablation_replicates.items()}}
+    replicated = {k for table in inputs.ablation_replicates.values() for game, arms in table.items()
+                  for k in arms.get("paired_differences", {})}
+    out: dict[str, Mapping[str, Mapping[str, float]]] = {}
+    for game in inputs.ablation:
+        for key in (k for k in inputs.ablation[game].get("paired_differences", {}) if k in replicated):
+            for label, table in seeds.items():
+                if key in table.get(game, {}).get("paired_differences", {}):
+                    out[f"{game} / {key} / {label}"] = table[game]["paired_differences"][key]
+    return out
+
+
 def ablation_audits(inputs: ReportInputs) -> list[str]:
     """Ablation domains whose arms carry a strategy audit (Kuhn's NashConv and frequencies)."""
     return [game for game, runs in inputs.ablation.items() if AUDIT_REFERENCE in runs]
@@ -257,7 +287,7 @@ def claims_table(inputs: ReportInputs) -> Table:
     from sepo.claims import acceptance_checks, paper_claims
 
     claims = [*paper_claims(inputs.evaluations, inputs.comparisons, inputs.ablation),
-              *acceptance_checks(inputs.comparisons, inputs.ablation)]
+              *acceptance_checks(inputs.comparisons, inputs.ablation, inputs.ablation_replicates)]
     return ["claim", "this run's evidence", "verdict", "rule"], [[c.claim, c.evidence, c.verdict, c.rule]
                                                                 for c in claims]
 
@@ -535,6 +565,13 @@ def sections(inputs: ReportInputs) -> list[Section]:
             if runs.get("paired_differences"):
                 out.append(Section(f"Ablation on {game}: each arm − none-batch (paired)",
                                    table=difference_table(runs["paired_differences"], "arm")))
+    replicated = ablation_seeds_differences(inputs)
+    if replicated:
+        out.append(Section("Ablation seeds: each replicated arm − none-batch per sepo.seed (paired)",
+                           "The ablation's verdict arms trained again from the same SFT model with other "
+                           "sepo.seed values (stage ablation_replicate), evaluated on the same episodes; the "
+                           "ablation's own seed first. The spread between the seed rows is the training noise.",
+                           table=difference_table(replicated, "domain / arm / seed")))
     out.append(Section("Paper claims",
                        "Each claim of the paper's abstract, then this project's own bar for the default run, "
                        "against this run's numbers, by the rule in the last column (sepo/claims.py).",

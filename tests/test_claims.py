@@ -64,7 +64,7 @@ def test_the_acceptance_checks_count_domains_and_seeds():
     checks = acceptance_checks({"differences": differences, "replicates": replicates})
     assert [c.verdict for c in checks[:3]] == [FAILS, FAILS, HOLDS]
     assert "kuhn collusion" in checks[1].evidence
-    assert [c.verdict for c in acceptance_checks({})] == [UNMEASURED] * 4
+    assert [c.verdict for c in acceptance_checks({})] == [UNMEASURED] * 5
 
 
 def arm_differences(**safety: dict[str, float]) -> dict:
@@ -84,6 +84,21 @@ def test_the_ablation_check_wants_ipd_significant_and_no_domain_significantly_be
     # an ablation without IPD's arms, or without the arms at all, is not measured
     assert penalty_beats_payoff_only(arm_differences(kuhn=up)).verdict == UNMEASURED
     assert penalty_beats_payoff_only({"ipd": {"paired_differences": {}}}).verdict == UNMEASURED
+
+
+def test_the_ablation_verdict_across_seeds_needs_it_in_two_of_three():
+    from sepo.claims import penalty_beats_payoff_only_across_seeds as across
+
+    up, flat, down = ci(0.13, 0.05, 0.25), ci(-0.05, -0.2, 0.1), ci(-0.2, -0.3, -0.1)
+    good, ipd_flat, kuhn_down = (arm_differences(ipd=up, kuhn=flat), arm_differences(ipd=flat, kuhn=up),
+                                 arm_differences(ipd=up, kuhn=down))
+    held = across(good, {1: ipd_flat, 2: good})
+    assert held.verdict == HOLDS and held.evidence.startswith("2 of 3 seeds")
+    assert "seed 1 does not hold: ipd -0.050" in held.evidence
+    assert across(good, {1: ipd_flat, 2: kuhn_down}).verdict == FAILS  # only the ablation's own seed
+    assert across(ipd_flat, {1: kuhn_down, 2: good}).verdict == FAILS
+    assert across(good, {}).verdict == UNMEASURED  # no replicate: one seed is not robustness
+    assert across(good, {1: arm_differences(kuhn=up), 2: good}).verdict == UNMEASURED  # a replicate without IPD
 
 
 def test_the_claims_name_the_arms_as_the_ablation_does():

@@ -45,3 +45,26 @@ def test_adaptive_opponents_are_played_last_bound_to_what_the_others_played():
     assert [p.record.seed for p in played] == [0, 1, 2, 3]
     alone = play_episodes([replace(specs[3], opponent=make_strategy("kuhn", "TightValue"))], agent)
     assert played[3].record == alone[0].record
+
+
+def test_waves_of_max_active_play_the_same_episodes_with_fewer_in_play():
+    """``max_active`` bounds the episodes in play (a model keeps each one's keys/values) and changes nothing else."""
+    game = IPD()
+    specs = [EpisodeSpec(game, make_strategy("ipd", o), "train", seed)
+             for o in ("TitForTat", "Mixed", "Grim") for seed in range(4)]
+
+    class Counting(ScriptedAgent):
+        def __init__(self, strategy):
+            super().__init__(strategy)
+            self.largest = 0
+
+        def decide(self, requests):
+            self.largest = max(self.largest, len(requests))
+            return super().decide(requests)
+
+    whole, waves = Counting(make_strategy("ipd", "Random")), Counting(make_strategy("ipd", "Random"))
+    one_pass = play_episodes(specs, whole)
+    in_waves = play_episodes(specs, waves, max_active=5)
+    assert [p.record for p in in_waves] == [p.record for p in one_pass]
+    assert [p.messages for p in in_waves] == [p.messages for p in one_pass]
+    assert whole.largest == len(specs) and waves.largest == 5

@@ -32,7 +32,9 @@ def tiny_kuhn_ablation(modes: tuple[str, ...], *, max_steps: int, workers: int) 
     raw["generation"]["max_new_tokens"] = 8
     raw["eval"]["bootstrap_samples"] = 50
     arms = [{"mode": mode, "scale_rewards": "batch"} for mode in modes]
-    raw["ablation"].update(games=["kuhn"], max_steps=max_steps, eval_episodes=1, runs=arms, workers=workers)
+    replicated = [f"{mode}-batch" for mode in modes if f"{mode}-batch" in raw["ablation"]["replicate_arms"]]
+    raw["ablation"].update(games=["kuhn"], max_steps=max_steps, eval_episodes=1, runs=arms, workers=workers,
+                           replicate_arms=replicated)
     return raw
 
 
