@@ -66,9 +66,13 @@ def test_report_has_every_domain_table_with_its_rows_and_intervals(eval_dir, tmp
     html = (tmp_path / "reports/results.html").read_text()
     assert html.count("<svg") == len(figures) and "<script" not in html
     # domains, the Kuhn audit, the paired comparison, the seeds, the ablation, its two paired tables and its
-    # Kuhn audit table, the claims
-    assert html.count("<table>") == len(GAMES) + 8
+    # Kuhn audit table, the ablation seeds, the claims
+    assert html.count("<table>") == len(GAMES) + 9
     assert "## SEPO seeds: sepo − sft per seed and pooled" in markdown
+    # the committed ablation replicates (metrics/ablation-seed<k>.json beside metrics/ablation.json)
+    assert "## Ablation seeds: each replicated arm − none-batch per sepo.seed (paired)" in markdown
+    assert "| ipd / per_rollout-batch − none-batch / seed 1 |" in markdown
+    assert "| The per-rollout penalty beats payoff-only across seeds |" in markdown
 
 
 def test_plots_csv_hold_one_line_per_row_and_the_nash_frequencies(eval_dir, tmp_path):
