@@ -16,9 +16,12 @@ SLOTS = (("train", "Mixed"), ("train", "TitForTat"), ("exploit", "AlwaysDefect")
 
 
 def episodes(agent: str) -> list:
+    """Episodes in an order unlike the strata's (as an evaluation log's: opponents in params order), so a
+    mix-up of list indices and strata positions shows."""
     game = PARAMS.game("ipd")
-    return [play_scripted_episode(game, PARAMS.strategy("ipd", agent), PARAMS.strategy("ipd", opponent), seed, pool)
-            for pool, opponent in SLOTS for seed in range(24)]
+    played = [play_scripted_episode(game, PARAMS.strategy("ipd", agent), PARAMS.strategy("ipd", opponent), seed,
+                                    pool) for pool, opponent in SLOTS for seed in range(24)]
+    return played[::-1]
 
 
 def test_only_strata_whose_episodes_vary_carry_variance_and_the_parts_add_up():
@@ -32,5 +35,5 @@ def test_only_strata_whose_episodes_vary_carry_variance_and_the_parts_add_up():
         assert parts[slot] == pytest.approx(0.0, abs=1e-12), slot
     assert sum(parts.values()) == pytest.approx(whole, rel=0.3)
     with pytest.raises(ValueError, match="same pools, opponents and seeds"):
-        script.stratum_variances(PARAMS.game("ipd"), episodes("TitForTat")[1:], episodes("AlwaysDefect")[:-1],
+        script.stratum_variances(PARAMS.game("ipd"), episodes("TitForTat")[:-1], episodes("AlwaysDefect")[1:],
                                  weights, "safety", samples=10, seed=0)
