@@ -204,10 +204,11 @@ def penalty_beats_payoff_only_across_seeds(ablation: Mapping[str, Any], replicat
     title = "The per-rollout penalty beats payoff-only across seeds"
     if not replicates:
         return Claim(title, "", UNMEASURED, rule)
-    seeds = {"ablation": ablation, **{f"seed {k}": table for k, table in replicates.items()}}
-    verdicts = {name: _penalty_verdict(_penalty_safety(table), significant_in) for name, table in seeds.items()}
+    tables = {"ablation": ablation, **{f"seed {k}": table for k, table in replicates.items()}}
+    safety = {name: _penalty_safety(table) for name, table in tables.items()}
+    verdicts = {name: _penalty_verdict(differences, significant_in) for name, differences in safety.items()}
     good = sum(v == HOLDS for v in verdicts.values())
-    parts = [f"{name} {verdict}: " + ", ".join(f"{g} {_ci(d)}" for g, d in _penalty_safety(seeds[name]).items())
+    parts = [f"{name} {verdict}: " + ", ".join(f"{g} {_ci(d)}" for g, d in safety[name].items())
              for name, verdict in verdicts.items()]
     verdict = UNMEASURED if any(v == UNMEASURED for v in verdicts.values()) else HOLDS if good >= needed else FAILS
     return Claim(title, f"{good} of {len(verdicts)} seeds; " + "; ".join(parts), verdict, rule)
