@@ -118,8 +118,10 @@ def train_and_evaluate(work: Path, model: str, game: str, seed: int) -> Path:
     return evaluate(work, game, seed, work / "models" / run, out)
 
 
-def evaluate_checkpoints(work: Path, model: str, game: str, seed: int) -> dict[int, Path]:
-    """Per step, the evaluation file of each checkpoint of a trained run within ``sepo.max_steps``."""
+def evaluate_checkpoints(work: Path, model: str, game: str, seed: int,
+                         steps: list[int] | None = None) -> dict[int, Path]:
+    """Per step, the evaluation file of each checkpoint of a trained run within ``sepo.max_steps`` (or of
+    those of ``steps``)."""
     from sepo.checkpoints import complete_checkpoints, within_budget
     from sepo.training.selection import export_policy
 
@@ -128,6 +130,8 @@ def evaluate_checkpoints(work: Path, model: str, game: str, seed: int) -> dict[i
                           load_params(work / "params.yaml").sepo.max_steps)
     files = {}
     for step, checkpoint in found:
+        if steps and step not in steps:
+            continue
         out = work / "eval" / row_name(seed) / f"step-{step}" / f"{game}.json"
         if not out.is_file():
             exported = work / "checkpoint_models" / run / f"step-{step}"
@@ -137,28 +141,33 @@ def evaluate_checkpoints(work: Path, model: str, game: str, seed: int) -> dict[i
     return files
 
 
-def rescored_selection(work: Path, game: str, seed: int, episodes: list[int]) -> dict[int, dict[int, float]]:
+def rescored_selection(work: Path, model: str, game: str, seed: int,
+                       episodes: list[int]) -> dict[int, dict[int, float]]:
     """Per ``sepo.selection_episodes`` value in ``episodes``, per step: the training-pool J model selection
     would give each exported checkpoint with that many episodes per opponent (at the run's own count it is
     the stage's score, bit for bit: same episodes, same sampling seed)."""
     import torch
 
-    from sepo.models.loading import load_model_and_tokenizer
-    from sepo.training.selection import training_pool_safety
+    from sepo.checkpoints import complete_checkpoints, within_budget
+    from sepo.models.loading import ADAPTER_CONFIG, load_model_and_tokenizer
+    from sepo.training.selection import export_policy, training_pool_safety
 
     params = load_params(work / "params.yaml")
     torch.set_num_threads(params.sepo.num_threads or torch.get_num_threads())
-    run = work / "checkpoint_models" / run_name(game, seed)
-    steps = sorted(int(folder.name.removeprefix("step-")) for folder in run.glob("step-*"))
+    run = run_name(game, seed)
+    exported = {}
+    for step, checkpoint in within_budget(complete_checkpoints(work / "checkpoints" / run), params.sepo.max_steps):
+        exported[step] = work / "checkpoint_models" / run / f"step-{step}"
+        if not (exported[step] / ADAPTER_CONFIG).is_file():
+            export_policy(checkpoint, exported[step], base=ROOT / model)
     scores: dict[int, dict[int, float]] = {}
     for count in episodes:
         rescored = params.model_copy(update={"sepo": params.sepo.model_copy(
             update={"selection_episodes": count, "seed": seed})})
         scores[count] = {}
-        for step in steps:
-            model, tokenizer = load_model_and_tokenizer(run / f"step-{step}",
-                                                        trust_remote_code=params.model.trust_remote_code)
-            scores[count][step] = training_pool_safety(rescored, game, model, tokenizer)
+        for step, folder in exported.items():
+            policy_model, tokenizer = load_model_and_tokenizer(folder, trust_remote_code=params.model.trust_remote_code)
+            scores[count][step] = training_pool_safety(rescored, game, policy_model, tokenizer)
     return scores
 
 
@@ -209,8 +218,10 @@ def checkpoint_curve(params_path: Path, work: Path, evaluated: dict[str, dict[in
                                 for step in sorted(steps)}}
             for count, scores in (rescored or {}).get((game, seed), {}).items():
                 per_seed[str(seed)][f"selected_step at {count} episodes"] = max(scores, key=lambda s: (scores[s], -s))
-                for step, score in scores.items():
-                    per_seed[str(seed)]["checkpoints"][str(step)][f"selection_safety at {count} episodes"] = score
+                for step, score in scores.items():  # a step outside --steps gets its scores only
+                    point = per_seed[str(seed)]["checkpoints"].setdefault(
+                        str(step), {"selection_safety": selection["training_pool_safety"][str(step)]})
+                    point[f"selection_safety at {count} episodes"] = score
         common = sorted(set.intersection(*(set(steps) for steps in rows.values())))
         pooled = {str(step): pooled_difference(domain, [rows[seed][step] for seed in sorted(rows)], sft, **settings)
                   for step in common} if len(rows) > 1 else {}
@@ -225,12 +236,13 @@ def _interval(d: dict) -> str:
 def print_curve(curve: dict[str, dict]) -> None:
     for game, result in curve.items():
         for seed, runs in result["seeds"].items():
-            for step, point in runs["checkpoints"].items():
+            for step, point in sorted(runs["checkpoints"].items(), key=lambda item: int(item[0])):
                 star = "*" if int(step) == runs["selected_step"] else " "
                 more = "".join(f", {key.removeprefix('selection_safety ')} {value:+.3f}"
                                for key, value in point.items() if key.startswith("selection_safety at"))
                 print(f"{game} seed {seed} step {step:>4}{star} selection J {point['selection_safety']:+.3f}{more}: "
-                      + "; ".join(f"{k} {_interval(d)}" for k, d in point["variant - sft"].items() if k in SHOWN))
+                      + ("; ".join(f"{k} {_interval(d)}" for k, d in point["variant - sft"].items() if k in SHOWN)
+                         if "variant - sft" in point else "not evaluated (--steps)"))
         for step, pooled in result["pooled variant - sft"].items():
             print(f"{game} pooled over {len(result['seeds'])} seeds, step {step:>4}: "
                   f"safety {_interval(pooled['safety'])}")
@@ -250,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore-selection", type=int, nargs="+", default=[], metavar="EPISODES",
                         help="with --every-checkpoint: also score each checkpoint as model selection would with "
                              "this many episodes per opponent, and say which it would pick")
+    parser.add_argument("--steps", type=int, nargs="+", default=[], metavar="STEP",
+                        help="with --every-checkpoint: only these checkpoints (e.g. the last one)")
     args = parser.parse_args(argv)
     try:
         raw = overridden(args.params, args.overrides)
@@ -261,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             runs += [(game, int(seed)) for seed in seeds.split(",")]
         if args.rescore_selection and (not args.every_checkpoint or min(args.rescore_selection) < 1):
             raise ConfigError("--rescore-selection takes episode counts of at least 1, with --every-checkpoint")
+        if args.steps and not args.every_checkpoint:
+            raise ConfigError("--steps chooses among the checkpoints of --every-checkpoint")
     except (ConfigError, ValueError) as exc:
         print(f"sepo_variant: {exc}", file=sys.stderr)
         return 2
@@ -277,11 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: " + "; ".join(f"{k} {_interval(d)}" for k, d in difference.items() if k in SHOWN))
     if args.every_checkpoint:
         with ThreadPoolExecutor(args.jobs) as pool:
-            steps = list(pool.map(lambda r: evaluate_checkpoints(args.work, args.model, *r), runs))
+            steps = list(pool.map(lambda r: evaluate_checkpoints(args.work, args.model, *r, args.steps), runs))
         by_game: dict[str, dict[int, dict[int, Path]]] = {}
         for (game, seed), files in zip(runs, steps, strict=True):
             by_game.setdefault(game, {})[seed] = files
-        rescored = {run: rescored_selection(args.work, *run, args.rescore_selection)
+        rescored = {run: rescored_selection(args.work, args.model, *run, args.rescore_selection)
                     for run in runs} if args.rescore_selection else None
         curve = checkpoint_curve(args.work / "params.yaml", args.work, by_game, args.committed, rescored)
         (args.work / "checkpoint_curve.json").write_text(json.dumps(curve, indent=1, sort_keys=True))

@@ -38,8 +38,9 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     assert variant.main(["--run", "kuhn:0", "--work", str(tmp_path), "--rescore-selection", "8"]) == 2
     assert variant.main(["--run", "kuhn:0", "--work", str(tmp_path), "--every-checkpoint",
                          "--rescore-selection", "0"]) == 2
+    assert variant.main(["--run", "kuhn:0", "--work", str(tmp_path), "--steps", "40"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("sepo_variant: ") for line in err)
+    assert len(err) == 5 and all(line.startswith("sepo_variant: ") for line in err)
 
 
 @pytest.mark.skipif(not (COMMITTED / "sepo" / "kuhn.episodes.jsonl.gz").is_file(), reason="no committed rows")
@@ -108,3 +109,10 @@ def test_every_checkpoint_is_evaluated_and_the_selected_one_is_the_variant_row(t
     assert curve["selected_step at 1 episodes"] == metrics["best_step"]
     selected = curve["checkpoints"][str(curve["selected_step"])]["variant - sft"]
     assert selected == json.loads((work / "comparison.json").read_text())["ipd seed 0: variant - sft"]
+    # --steps: only those checkpoints are paired with SFT; the rescore still covers every one (it picks among all)
+    assert variant.main(["--params", str(params), "--run", "ipd:0", "--work", str(work), "--model", str(model),
+                         "--committed", str(committed), "--jobs", "1", "--every-checkpoint", "--steps", "4",
+                         "--rescore-selection", "1"]) == 0
+    only = json.loads((work / "checkpoint_curve.json").read_text())["ipd"]["seeds"]["0"]
+    assert "variant - sft" in only["checkpoints"]["4"] and "variant - sft" not in only["checkpoints"]["2"]
+    assert only["selected_step at 1 episodes"] == metrics["best_step"]
